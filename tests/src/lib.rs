@@ -1,0 +1,1 @@
+//! Helpers shared by husk's end-to-end tests.

@@ -1,0 +1,1 @@
+//! husk-vmm: a KVM virtual machine monitor that boots husk's guest kernel.
