@@ -1,0 +1,50 @@
+//! What the host side (husk-vmm, the husk CLI) and the guest side (husk-init)
+//! agree on. Plain constants and types only; no I/O happens here.
+
+/// The guest's side channel to husk-vmm: two x86 I/O ports that husk-init
+/// writes single bytes to (after `ioperm`). Neither port exists on a PC, so
+/// another VMM (QEMU) simply ignores the writes.
+pub mod guest_signal {
+    /// Writing a [`BootPhase`] code here records the moment that phase was
+    /// reached; husk-vmm timestamps the write on its monotonic clock.
+    pub const BOOT_MARKER_PORT: u16 = 0x510;
+    /// Writing a byte here ends the VM at once; husk-vmm exits with that byte
+    /// as its exit status.
+    pub const EXIT_STATUS_PORT: u16 = 0x511;
+    /// First port of the range and its length, for `ioperm`.
+    pub const PORT_BASE: u16 = BOOT_MARKER_PORT;
+    pub const PORT_COUNT: u16 = 2;
+
+    /// Codes written to [`BOOT_MARKER_PORT`].
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[repr(u8)]
+    pub enum BootPhase {
+        /// husk-init runs as PID 1 (first instruction of its `main`).
+        InitStarted = 1,
+        /// husk-init finished mounting /proc, /sys and /dev and is ready.
+        InitReady = 2,
+    }
+
+    impl BootPhase {
+        pub fn from_code(code: u8) -> Option<Self> {
+            match code {
+                1 => Some(Self::InitStarted),
+                2 => Some(Self::InitReady),
+                _ => None,
+            }
+        }
+    }
+}
+
+/// Keys husk-init reads from the kernel command line (`/proc/cmdline`).
+pub mod cmdline {
+    /// `husk.exit=N` (0..=255): the status husk-init hands back when it ends
+    /// the VM. `husk.exit=panic` makes init return, so the kernel panics
+    /// ("Attempted to kill init"); `husk.exit=hold` keeps the guest running
+    /// until the VMM is stopped from outside. Default: 0.
+    pub const EXIT: &str = "husk.exit";
+}
+
+/// The line husk-init prints on the console once it is ready; tests and
+/// benchmarks look for it. The rest of the line is `key=value` pairs.
+pub const READY_LINE_PREFIX: &str = "husk-init ready";
