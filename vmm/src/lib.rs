@@ -1,1 +1,17 @@
 //! husk-vmm: a KVM virtual machine monitor that boots husk's guest kernel.
+//!
+//! Layout: `vstate/` holds every KVM ioctl; `arch/x86_64/` the boot details
+//! (memory layout, kernel loading, boot information, vCPU state);
+//! `devices/` what the guest talks to; `builder` assembles a VM top-down from
+//! a [`config::VmConfig`] and `vmm` runs it.
+
+pub mod arch;
+pub mod builder;
+pub mod config;
+pub mod console;
+pub mod devices;
+pub mod metrics;
+pub mod signals;
+pub mod timing;
+pub mod vmm;
+pub mod vstate;

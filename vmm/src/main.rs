@@ -1,1 +1,238 @@
-fn main() {}
+//! `husk-vmm`: boot a kernel in a KVM microVM and exit with the status the
+//! guest hands back.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use husk_vmm::builder::build_vmm;
+use husk_vmm::config::{
+    SerialSink, VmConfig, DEFAULT_CMDLINE, DEFAULT_KVM_PATH, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS,
+    MIN_MEMORY_MIB,
+};
+use husk_vmm::timing::Timeline;
+use husk_vmm::vmm::VmOutcome;
+
+/// husk-vmm itself failed: bad arguments, a bad kernel, KVM errors.
+const EXIT_VMM_ERROR: u8 = 125;
+/// The guest crashed: kernel panic, triple fault, or a reset without an exit
+/// status.
+const EXIT_GUEST_CRASHED: u8 = 250;
+
+fn usage() -> String {
+    format!(
+        "\
+Usage: husk-vmm --kernel PATH [OPTIONS]
+
+Boots a Linux kernel in a KVM microVM: an uncompressed ELF vmlinux through
+its PVH entry point, or a bzImage through the Linux 64-bit boot protocol.
+
+Options:
+  --kernel PATH        kernel image (ELF vmlinux or bzImage)
+  --initrd PATH        initramfs (cpio, uncompressed or as the kernel accepts)
+  --cmdline STR        kernel command line [default: \"{DEFAULT_CMDLINE}\"]
+  --memory-mib N       guest memory in MiB, at least {MIN_MEMORY_MIB} [default: {DEFAULT_MEMORY_MIB}]
+  --vcpus N            number of vCPUs [default: {DEFAULT_VCPUS}]
+  --serial SINK        where the serial console goes: stdout, none, or a file
+                       path (created or truncated) [default: stdout]
+  --timings            print boot phase timings and memory use on stderr at exit
+  --kvm PATH           KVM device [default: {DEFAULT_KVM_PATH}]
+  -h, --help           print this help
+  -V, --version        print the version
+
+Exit status:
+  0-255  the status the guest handed back (husk-init writes it to I/O port
+         0x511; the guest's own statuses can take any value, including the
+         ones below)
+  125    husk-vmm failed (bad arguments, unusable kernel or initrd, KVM error)
+  {EXIT_GUEST_CRASHED}    the guest crashed: kernel panic, triple fault, or reset
+         without an exit status; the last console lines are printed
+  128+N  stopped by signal N (SIGTERM: 143, SIGINT: 130); the VM is torn down
+"
+    )
+}
+
+struct Args {
+    config: VmConfig,
+    timings: bool,
+}
+
+enum Parsed {
+    Run(Args),
+    Help,
+    Version,
+}
+
+fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> {
+    let mut kernel = None;
+    let mut initrd = None;
+    let mut cmdline = None;
+    let mut memory_mib = DEFAULT_MEMORY_MIB;
+    let mut vcpus = DEFAULT_VCPUS;
+    let mut serial = SerialSink::Stdout;
+    let mut kvm_path = PathBuf::from(DEFAULT_KVM_PATH);
+    let mut timings = false;
+
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+            _ => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String, String> {
+            inline
+                .clone()
+                .or_else(|| args.next())
+                .ok_or_else(|| format!("{flag} needs a value"))
+        };
+        match flag.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help),
+            "-V" | "--version" => return Ok(Parsed::Version),
+            "--kernel" => kernel = Some(PathBuf::from(value()?)),
+            "--initrd" => initrd = Some(PathBuf::from(value()?)),
+            "--cmdline" => cmdline = Some(value()?),
+            "--memory-mib" => {
+                let v = value()?;
+                memory_mib = v.parse().map_err(|_| format!("--memory-mib {v:?}: expected a number of MiB"))?;
+            }
+            "--vcpus" => {
+                let v = value()?;
+                vcpus = v.parse().map_err(|_| format!("--vcpus {v:?}: expected a number from 1 to 255"))?;
+            }
+            "--serial" => serial = SerialSink::parse(&value()?),
+            "--kvm" => kvm_path = PathBuf::from(value()?),
+            "--timings" => timings = true,
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    let kernel = kernel.ok_or("--kernel PATH is required (see --help)")?;
+    let mut config = VmConfig::new(kernel);
+    config.initrd = initrd;
+    if let Some(cmdline) = cmdline {
+        config.cmdline = cmdline;
+    }
+    config.memory_mib = memory_mib;
+    config.vcpus = vcpus;
+    config.serial = serial;
+    config.kvm_path = kvm_path;
+    Ok(Parsed::Run(Args { config, timings }))
+}
+
+/// The error and its causes on one line, as `a: b: c`.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+fn main() -> ExitCode {
+    let timeline = Arc::new(Timeline::new(Instant::now()));
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(Parsed::Run(args)) => args,
+        Ok(Parsed::Help) => {
+            print!("{}", usage());
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Version) => {
+            println!("husk-vmm {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("husk-vmm: {message}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+
+    let mut vmm = match build_vmm(&args.config, timeline.clone()) {
+        Ok(vmm) => vmm,
+        Err(error) => {
+            eprintln!("husk-vmm: {}", error_chain(&error));
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    let report = match vmm.run() {
+        Ok(report) => report,
+        Err(error) => {
+            eprintln!("husk-vmm: {}", error_chain(&error));
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+    if args.timings {
+        eprintln!("{}", timeline.summary());
+        if let Some(memory) = report.memory {
+            eprintln!("{}", memory.summary());
+        }
+    }
+    match report.outcome {
+        VmOutcome::GuestExit(status) => ExitCode::from(status),
+        VmOutcome::GuestCrashed { triple_fault } => {
+            let what = if triple_fault {
+                "the guest triple-faulted"
+            } else {
+                "the guest reset without handing back an exit status (kernel panic, or a reboot)"
+            };
+            eprintln!("husk-vmm: {what}; last console lines:");
+            for line in vmm.console_tail().lines() {
+                eprintln!("  | {line}");
+            }
+            ExitCode::from(EXIT_GUEST_CRASHED)
+        }
+        VmOutcome::Signal(signal) => {
+            eprintln!("husk-vmm: stopped the VM on signal {signal}");
+            ExitCode::from(128u8.saturating_add(signal as u8))
+        }
+        VmOutcome::VcpuFailed(error) => {
+            eprintln!("husk-vmm: {}", error_chain(&error));
+            ExitCode::from(EXIT_VMM_ERROR)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Parsed, String> {
+        parse_args(args.iter().map(|s| s.to_string()))
+    }
+
+    #[test]
+    fn flags_in_both_spellings() {
+        let Ok(Parsed::Run(args)) = parse(&[
+            "--kernel", "/k", "--initrd=/i", "--memory-mib", "256", "--vcpus=2", "--serial", "none",
+            "--cmdline", "console=ttyS0 quiet", "--timings",
+        ]) else {
+            panic!("should parse");
+        };
+        assert_eq!(args.config.kernel, PathBuf::from("/k"));
+        assert_eq!(args.config.initrd, Some(PathBuf::from("/i")));
+        assert_eq!((args.config.memory_mib, args.config.vcpus), (256, 2));
+        assert_eq!(args.config.serial, SerialSink::None);
+        assert_eq!(args.config.cmdline, "console=ttyS0 quiet");
+        assert!(args.timings);
+    }
+
+    #[test]
+    fn bad_arguments_say_what_is_wrong() {
+        let err = |args: &[&str]| parse(args).err().unwrap();
+        assert!(err(&[]).contains("--kernel PATH is required"));
+        assert!(err(&["--kernel"]).contains("--kernel needs a value"));
+        assert!(err(&["--kernel", "/k", "--vcpus", "two"]).contains("--vcpus \"two\""));
+        assert!(err(&["--kernel", "/k", "--vcpus", "300"]).contains("--vcpus \"300\""));
+        assert!(err(&["--kernel", "/k", "--memory-mib", "-1"]).contains("--memory-mib"));
+        assert!(err(&["--kernel", "/k", "--frobnicate"]).contains("unknown argument \"--frobnicate\""));
+    }
+
+    #[test]
+    fn help_and_version() {
+        assert!(matches!(parse(&["--help"]), Ok(Parsed::Help)));
+        assert!(matches!(parse(&["-V"]), Ok(Parsed::Version)));
+        assert!(usage().contains("--memory-mib"));
+    }
+}

@@ -1,0 +1,442 @@
+//! Puts the kernel, the initrd, the command line and the boot information
+//! into guest memory, for either entry protocol (see `regs.rs`).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
+use linux_loader::loader::elf::start_info::{
+    hvm_memmap_table_entry, hvm_modlist_entry, hvm_start_info, XEN_HVM_START_MAGIC_VALUE,
+};
+use linux_loader::loader::{BzImage, Elf, KernelLoader, PvhBootCapability};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
+
+use super::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, PVH_INFO_START, ZERO_PAGE_START};
+use super::memory_map::{e820_map, low_ram_end, E820Entry};
+use super::regs::{BootProtocol, EntryPoint};
+
+const PAGE_SIZE: u64 = 4096;
+
+/// The two kernel image formats husk-vmm boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelFormat {
+    /// An uncompressed ELF `vmlinux`.
+    Elf,
+    /// A compressed `bzImage` with a Linux boot protocol setup header.
+    BzImage,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("open kernel {}", path.display())]
+    OpenKernel {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("read kernel {}", path.display())]
+    ReadKernel {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("kernel {} is neither an ELF vmlinux nor a bzImage", path.display())]
+    UnknownKernelFormat { path: PathBuf },
+    #[error("load kernel {} into {memory_mib} MiB of guest memory (is it an x86_64 kernel that fits?)", path.display())]
+    LoadKernel {
+        path: PathBuf,
+        memory_mib: u64,
+        #[source]
+        source: linux_loader::loader::Error,
+    },
+    #[error("open initrd {}", path.display())]
+    OpenInitrd {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "initrd {} ({size} bytes) does not fit in guest memory above the kernel \
+         (room for {room} bytes); give the VM more memory with --memory-mib",
+        path.display()
+    )]
+    InitrdTooLarge { path: PathBuf, size: u64, room: u64 },
+    #[error("read initrd {} into guest memory", path.display())]
+    ReadInitrd {
+        path: PathBuf,
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+    #[error(
+        "kernel command line is {length} bytes; the x86 kernel accepts at most {} (it keeps 2048 with the terminating NUL)",
+        CMDLINE_MAX_SIZE - 1
+    )]
+    CmdlineTooLong { length: usize },
+    #[error("kernel command line contains a NUL byte")]
+    CmdlineHasNul,
+    #[error("write {what} to guest memory")]
+    WriteBootInfo {
+        what: &'static str,
+        #[source]
+        source: vm_memory::GuestMemoryError,
+    },
+}
+
+/// The loaded kernel: where to enter it, and where its image ends.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadedKernel {
+    pub entry: EntryPoint,
+    pub kernel_end: u64,
+    /// The bzImage setup header, which seeds the zero page.
+    pub setup_header: Option<setup_header>,
+}
+
+/// Where the initrd landed in guest memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InitrdPlacement {
+    pub addr: u64,
+    pub size: u64,
+}
+
+/// Tells the formats apart by their magic: `\x7fELF` at 0, or the boot
+/// sector signature 0xaa55 at 0x1fe and "HdrS" at 0x202 (boot protocol).
+pub fn kernel_format(image: &mut File, path: &Path) -> Result<KernelFormat, BootError> {
+    let mut head = [0u8; 0x206];
+    let read_error = |source| BootError::ReadKernel { path: path.to_owned(), source };
+    image.seek(SeekFrom::Start(0)).map_err(read_error)?;
+    let mut filled = 0;
+    while filled < head.len() {
+        match image.read(&mut head[filled..]).map_err(read_error)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    if filled >= 4 && head[..4] == *b"\x7fELF" {
+        Ok(KernelFormat::Elf)
+    } else if filled == head.len() && head[0x1fe..0x200] == [0x55, 0xaa] && head[0x202..0x206] == *b"HdrS" {
+        Ok(KernelFormat::BzImage)
+    } else {
+        Err(BootError::UnknownKernelFormat { path: path.to_owned() })
+    }
+}
+
+/// Loads `path` into guest memory and says how to enter it: an ELF vmlinux
+/// through its PVH note when it has one (no decompression, no page tables),
+/// otherwise through the 64-bit Linux boot protocol.
+pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path, memory_size: u64) -> Result<LoadedKernel, BootError> {
+    let mut image = File::open(path).map_err(|source| BootError::OpenKernel { path: path.to_owned(), source })?;
+    let format = kernel_format(&mut image, path)?;
+    let load_error = |source| BootError::LoadKernel {
+        path: path.to_owned(),
+        memory_mib: memory_size >> 20,
+        source,
+    };
+    let himem = Some(GuestAddress(HIMEM_START));
+    match format {
+        KernelFormat::Elf => {
+            let result = Elf::load(mem, None, &mut image, himem).map_err(load_error)?;
+            let entry = match result.pvh_boot_cap {
+                PvhBootCapability::PvhEntryPresent(addr) => EntryPoint { addr, protocol: BootProtocol::Pvh },
+                _ => EntryPoint { addr: result.kernel_load, protocol: BootProtocol::Linux64 },
+            };
+            Ok(LoadedKernel { entry, kernel_end: result.kernel_end, setup_header: None })
+        }
+        KernelFormat::BzImage => {
+            let result = BzImage::load(mem, None, &mut image, himem).map_err(load_error)?;
+            // The 64-bit entry point sits 0x200 past the protected-mode code
+            // (boot protocol, "64-bit BOOT PROTOCOL").
+            let entry = EntryPoint {
+                addr: GuestAddress(result.kernel_load.0 + 0x200),
+                protocol: BootProtocol::Linux64,
+            };
+            Ok(LoadedKernel {
+                entry,
+                kernel_end: result.kernel_end,
+                setup_header: result.setup_header,
+            })
+        }
+    }
+}
+
+/// The highest page-aligned spot below `limit` that holds `size` bytes and
+/// stays clear of the kernel, or how much room there was.
+pub fn initrd_address(size: u64, kernel_end: u64, limit: u64) -> Result<u64, u64> {
+    let floor = kernel_end.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    let room = limit.saturating_sub(floor);
+    if size > room {
+        return Err(room);
+    }
+    Ok((limit - size) & !(PAGE_SIZE - 1))
+}
+
+/// Copies the initrd to the top of low memory (below the MMIO gap, and below
+/// the bzImage's `initrd_addr_max` when it has one).
+pub fn load_initrd(
+    mem: &GuestMemoryMmap,
+    path: &Path,
+    kernel: &LoadedKernel,
+    memory_size: u64,
+) -> Result<InitrdPlacement, BootError> {
+    let mut file = File::open(path).map_err(|source| BootError::OpenInitrd { path: path.to_owned(), source })?;
+    let size = file
+        .metadata()
+        .map_err(|source| BootError::OpenInitrd { path: path.to_owned(), source })?
+        .len();
+    let mut limit = low_ram_end(memory_size);
+    if let Some(header) = kernel.setup_header {
+        if header.initrd_addr_max != 0 {
+            limit = limit.min(u64::from(header.initrd_addr_max) + 1);
+        }
+    }
+    let addr = initrd_address(size, kernel.kernel_end, limit)
+        .map_err(|room| BootError::InitrdTooLarge { path: path.to_owned(), size, room })?;
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, size as usize)
+        .map_err(|source| BootError::ReadInitrd { path: path.to_owned(), source })?;
+    Ok(InitrdPlacement { addr, size })
+}
+
+/// Checks the command line against the kernel's limit before anything runs.
+pub fn validate_cmdline(cmdline: &str) -> Result<(), BootError> {
+    if cmdline.len() >= CMDLINE_MAX_SIZE {
+        return Err(BootError::CmdlineTooLong { length: cmdline.len() });
+    }
+    if cmdline.as_bytes().contains(&0) {
+        return Err(BootError::CmdlineHasNul);
+    }
+    Ok(())
+}
+
+/// Writes the NUL-terminated command line at `CMDLINE_START`.
+pub fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<(), BootError> {
+    validate_cmdline(cmdline)?;
+    let mut bytes = Vec::with_capacity(cmdline.len() + 1);
+    bytes.extend_from_slice(cmdline.as_bytes());
+    bytes.push(0);
+    mem.write_slice(&bytes, GuestAddress(CMDLINE_START))
+        .map_err(|source| BootError::WriteBootInfo { what: "the kernel command line", source })
+}
+
+// linux-loader's PVH structures are plain `repr(C)` integers without padding
+// (their sizes are asserted there: 56, 24 and 32 bytes), but `ByteValued`
+// can't be implemented on another crate's type, hence these wrappers.
+#[derive(Clone, Copy, Default)]
+#[repr(transparent)]
+struct StartInfo(hvm_start_info);
+// SAFETY: `hvm_start_info` is `repr(C)`, made only of integers, with no
+// padding; any byte pattern is a valid value.
+unsafe impl ByteValued for StartInfo {}
+
+#[derive(Clone, Copy, Default)]
+#[repr(transparent)]
+struct MemmapEntry(hvm_memmap_table_entry);
+// SAFETY: as above: `repr(C)`, two u64 and two u32, no padding.
+unsafe impl ByteValued for MemmapEntry {}
+
+#[derive(Clone, Copy, Default)]
+#[repr(transparent)]
+struct ModlistEntry(hvm_modlist_entry);
+// SAFETY: as above: `repr(C)`, four u64, no padding.
+unsafe impl ByteValued for ModlistEntry {}
+
+/// Writes the PVH `hvm_start_info` (version 1, with its memory map) and, when
+/// there is an initrd, the one-entry module list that describes it.
+pub fn write_pvh_start_info(
+    mem: &GuestMemoryMmap,
+    memory_size: u64,
+    initrd: Option<InitrdPlacement>,
+) -> Result<(), BootError> {
+    let map = e820_map(memory_size);
+    let start_info_size = std::mem::size_of::<StartInfo>() as u64;
+    let memmap_addr = PVH_INFO_START + start_info_size;
+    let modlist_addr = memmap_addr + (map.len() * std::mem::size_of::<MemmapEntry>()) as u64;
+    let write_error = |what| move |source| BootError::WriteBootInfo { what, source };
+
+    for (index, entry) in map.iter().enumerate() {
+        let table_entry = MemmapEntry(hvm_memmap_table_entry {
+            addr: entry.addr,
+            size: entry.size,
+            type_: entry.kind,
+            reserved: 0,
+        });
+        let addr = memmap_addr + (index * std::mem::size_of::<MemmapEntry>()) as u64;
+        mem.write_obj(table_entry, GuestAddress(addr))
+            .map_err(write_error("the PVH memory map"))?;
+    }
+
+    let mut start_info = hvm_start_info {
+        magic: XEN_HVM_START_MAGIC_VALUE,
+        version: 1,
+        cmdline_paddr: CMDLINE_START,
+        memmap_paddr: memmap_addr,
+        memmap_entries: map.len() as u32,
+        ..Default::default()
+    };
+    if let Some(initrd) = initrd {
+        let module = ModlistEntry(hvm_modlist_entry {
+            paddr: initrd.addr,
+            size: initrd.size,
+            ..Default::default()
+        });
+        mem.write_obj(module, GuestAddress(modlist_addr))
+            .map_err(write_error("the PVH module list"))?;
+        start_info.nr_modules = 1;
+        start_info.modlist_paddr = modlist_addr;
+    }
+    mem.write_obj(StartInfo(start_info), GuestAddress(PVH_INFO_START))
+        .map_err(write_error("the PVH start info"))
+}
+
+/// Writes the zero page (`struct boot_params`) for the 64-bit Linux entry.
+pub fn write_zero_page(
+    mem: &GuestMemoryMmap,
+    memory_size: u64,
+    kernel: &LoadedKernel,
+    cmdline_len: usize,
+    initrd: Option<InitrdPlacement>,
+) -> Result<(), BootError> {
+    let mut params = boot_params::default();
+    if let Some(header) = kernel.setup_header {
+        params.hdr = header;
+    }
+    // Boot protocol fields the loader fills in (boot.rst, "The real-mode
+    // kernel header"): an undefined loader (0xff), the header magic and
+    // signature, where the command line is.
+    params.hdr.type_of_loader = 0xff;
+    params.hdr.boot_flag = 0xaa55;
+    params.hdr.header = 0x5372_6448;
+    params.hdr.cmd_line_ptr = CMDLINE_START as u32;
+    params.hdr.cmdline_size = cmdline_len as u32;
+    if let Some(initrd) = initrd {
+        params.hdr.ramdisk_image = initrd.addr as u32;
+        params.hdr.ramdisk_size = initrd.size as u32;
+    }
+    let map: Vec<E820Entry> = e820_map(memory_size);
+    for (slot, entry) in params.e820_table.iter_mut().zip(&map) {
+        *slot = boot_e820_entry {
+            addr: entry.addr,
+            size: entry.size,
+            r#type: entry.kind,
+        };
+    }
+    params.e820_entries = map.len() as u8;
+    mem.write_obj(params, GuestAddress(ZERO_PAGE_START))
+        .map_err(|source| BootError::WriteBootInfo { what: "the zero page", source })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    const MIB: u64 = 1 << 20;
+
+    fn memory(size: u64) -> GuestMemoryMmap {
+        GuestMemoryMmap::from_ranges(&[(GuestAddress(0), size as usize)]).unwrap()
+    }
+
+    fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+        let path = std::env::temp_dir().join(format!("husk-vmm-test-{}-{name}", std::process::id()));
+        File::create(&path).unwrap().write_all(bytes).unwrap();
+        path
+    }
+
+    #[test]
+    fn formats_are_told_apart_by_magic() {
+        let elf = temp_file("elf", b"\x7fELF\x02\x01\x01rest-of-header");
+        assert_eq!(kernel_format(&mut File::open(&elf).unwrap(), &elf).unwrap(), KernelFormat::Elf);
+
+        let mut bz = vec![0u8; 0x300];
+        bz[0x1fe] = 0x55;
+        bz[0x1ff] = 0xaa;
+        bz[0x202..0x206].copy_from_slice(b"HdrS");
+        let bz = temp_file("bz", &bz);
+        assert_eq!(kernel_format(&mut File::open(&bz).unwrap(), &bz).unwrap(), KernelFormat::BzImage);
+
+        for (name, bytes) in [("empty", &b""[..]), ("text", &b"#!/bin/sh\necho hi\n"[..]), ("zeros", &[0u8; 4096][..])] {
+            let path = temp_file(name, bytes);
+            let err = kernel_format(&mut File::open(&path).unwrap(), &path).unwrap_err();
+            assert!(matches!(err, BootError::UnknownKernelFormat { .. }), "{name}: {err}");
+            assert!(err.to_string().contains(&*path.to_string_lossy()));
+            std::fs::remove_file(path).unwrap();
+        }
+        std::fs::remove_file(elf).unwrap();
+        std::fs::remove_file(bz).unwrap();
+    }
+
+    #[test]
+    fn initrd_goes_to_the_top_and_never_over_the_kernel() {
+        assert_eq!(initrd_address(0x1000, 0x200_0000, 0x800_0000), Ok(0x7ff_f000));
+        // Unaligned sizes round the start down to a page.
+        assert_eq!(initrd_address(0x1001, 0x200_0000, 0x800_0000), Ok(0x7ff_e000));
+        // Too large: the error says how much room there was.
+        assert_eq!(initrd_address(0x700_0000, 0x200_0001, 0x800_0000), Err(0x5ff_f000));
+        // Fits exactly.
+        assert_eq!(initrd_address(0x600_0000, 0x200_0000, 0x800_0000), Ok(0x200_0000));
+    }
+
+    #[test]
+    fn command_line_limits() {
+        assert!(validate_cmdline(&"a".repeat(2047)).is_ok());
+        let err = validate_cmdline(&"a".repeat(2048)).unwrap_err();
+        assert!(err.to_string().contains("2048 bytes"), "{err}");
+        assert!(validate_cmdline("console=ttyS0\0x").is_err());
+        let mem = memory(MIB);
+        write_cmdline(&mem, "console=ttyS0").unwrap();
+        let mut buf = [0u8; 14];
+        mem.read_slice(&mut buf, GuestAddress(CMDLINE_START)).unwrap();
+        assert_eq!(&buf, b"console=ttyS0\0");
+    }
+
+    #[test]
+    fn pvh_start_info_describes_memory_cmdline_and_initrd() {
+        let mem = memory(2 * MIB);
+        let initrd = InitrdPlacement { addr: 0x1f_0000, size: 0x1234 };
+        write_pvh_start_info(&mem, 128 * MIB, Some(initrd)).unwrap();
+        let info: StartInfo = mem.read_obj(GuestAddress(PVH_INFO_START)).unwrap();
+        let info = info.0;
+        assert_eq!((info.magic, info.version), (XEN_HVM_START_MAGIC_VALUE, 1));
+        assert_eq!(info.cmdline_paddr, CMDLINE_START);
+        assert_eq!(info.memmap_entries, 2);
+        let second: MemmapEntry = mem
+            .read_obj(GuestAddress(info.memmap_paddr + std::mem::size_of::<MemmapEntry>() as u64))
+            .unwrap();
+        assert_eq!((second.0.addr, second.0.size, second.0.type_), (MIB, 127 * MIB, 1));
+        assert_eq!(info.nr_modules, 1);
+        let module: ModlistEntry = mem.read_obj(GuestAddress(info.modlist_paddr)).unwrap();
+        assert_eq!((module.0.paddr, module.0.size), (initrd.addr, initrd.size));
+        // The tables stay inside the page reserved for them.
+        assert!(info.modlist_paddr + 32 <= ZERO_PAGE_START);
+    }
+
+    #[test]
+    fn pvh_start_info_without_initrd_has_no_modules() {
+        let mem = memory(MIB);
+        write_pvh_start_info(&mem, 64 * MIB, None).unwrap();
+        let info: StartInfo = mem.read_obj(GuestAddress(PVH_INFO_START)).unwrap();
+        assert_eq!((info.0.nr_modules, info.0.modlist_paddr), (0, 0));
+    }
+
+    #[test]
+    fn zero_page_carries_e820_cmdline_and_initrd() {
+        let mem = memory(MIB);
+        let kernel = LoadedKernel {
+            entry: EntryPoint { addr: GuestAddress(0x100_200), protocol: BootProtocol::Linux64 },
+            kernel_end: 0x200_0000,
+            setup_header: Some(setup_header { initrd_addr_max: 0x7fff_ffff, ..Default::default() }),
+        };
+        let initrd = InitrdPlacement { addr: 0x300_0000, size: 4096 };
+        write_zero_page(&mem, 6 << 30, &kernel, 20, Some(initrd)).unwrap();
+        let params: boot_params = mem.read_obj(GuestAddress(ZERO_PAGE_START)).unwrap();
+        assert_eq!(params.e820_entries, 3);
+        let third = params.e820_table[2];
+        let (addr, size) = (third.addr, third.size);
+        assert_eq!((addr, size), (4 << 30, (6 << 30) - 0xd000_0000));
+        let hdr = params.hdr;
+        let (ptr, len, image, ramdisk_size, flag) =
+            (hdr.cmd_line_ptr, hdr.cmdline_size, hdr.ramdisk_image, hdr.ramdisk_size, hdr.boot_flag);
+        assert_eq!((ptr, len), (CMDLINE_START as u32, 20));
+        assert_eq!((image, ramdisk_size, flag), (0x300_0000, 4096, 0xaa55));
+    }
+}
