@@ -1,0 +1,353 @@
+//! husk-bench-boot: how fast husk-vmm boots the guest to husk-init, against
+//! QEMU's `microvm` machine booting the very same kernel and initramfs on
+//! the same KVM, in one run; plus husk-vmm's setup time and memory overhead.
+//!
+//! Each boot is timed from just before the VMM process is spawned to the
+//! moment husk-init's ready line arrives on the VMM's serial output (stdout),
+//! the same way for both VMMs. Boots of the two alternate so drift hits both
+//! alike. Prints a table, writes `boot.csv` and `boot.svg`.
+
+mod plot;
+mod stats;
+
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use stats::Summary;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(180);
+
+const USAGE: &str = "\
+Usage: husk-bench-boot --kernel VMLINUX --initrd INITRAMFS [OPTIONS]
+
+Boots the kernel and initramfs N times with husk-vmm and N times with
+qemu-system-x86_64 -M microvm on this host's KVM, and prints start-to-ready
+times (medians, spread, the husk/QEMU ratio), husk-vmm's setup time (start to
+first KVM_RUN) and both VMMs' memory overhead (RSS minus touched guest RAM).
+Where this host's KVM cannot boot a guest (no kvm_intel/kvm_amd), only the
+setup time is measured: run it through tests/testhost/run for the rest.
+
+Options:
+  --runs N          boots per VMM [default: 10]
+  --vmm PATH        husk-vmm binary [default: next to this program]
+  --qemu PATH       QEMU binary [default: qemu-system-x86_64]
+  --memory-mib N    guest memory [default: 128]
+  --vcpus N         guest vCPUs [default: 1]
+  --out DIR         where boot.csv and boot.svg go [default: target/bench]
+  --setup-only      only measure husk-vmm's setup time
+";
+
+struct Options {
+    runs: usize,
+    kernel: PathBuf,
+    initrd: PathBuf,
+    vmm: PathBuf,
+    qemu: PathBuf,
+    memory_mib: u64,
+    vcpus: u32,
+    out: PathBuf,
+    setup_only: bool,
+}
+
+fn parse_options() -> Result<Options, String> {
+    let mut args = std::env::args().skip(1);
+    let exe_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_owned))
+        .unwrap_or_default();
+    let mut options = Options {
+        runs: 10,
+        kernel: PathBuf::new(),
+        initrd: PathBuf::new(),
+        vmm: exe_dir.join("husk-vmm"),
+        qemu: PathBuf::from("qemu-system-x86_64"),
+        memory_mib: 128,
+        vcpus: 1,
+        out: PathBuf::from("target/bench"),
+        setup_only: false,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--runs" => options.runs = value()?.parse().map_err(|_| "--runs: expected a number")?,
+            "--kernel" => options.kernel = value()?.into(),
+            "--initrd" => options.initrd = value()?.into(),
+            "--vmm" => options.vmm = value()?.into(),
+            "--qemu" => options.qemu = value()?.into(),
+            "--memory-mib" => options.memory_mib = value()?.parse().map_err(|_| "--memory-mib: expected a number")?,
+            "--vcpus" => options.vcpus = value()?.parse().map_err(|_| "--vcpus: expected a number")?,
+            "--out" => options.out = value()?.into(),
+            "--setup-only" => options.setup_only = true,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => return Err(format!("unknown argument {other:?} (see --help)")),
+        }
+    }
+    for (name, path) in [("--kernel", &options.kernel), ("--initrd", &options.initrd), ("--vmm", &options.vmm)] {
+        if !path.is_file() {
+            return Err(format!("{name} {}: no such file", path.display()));
+        }
+    }
+    if options.runs == 0 {
+        return Err("--runs must be at least 1".into());
+    }
+    Ok(options)
+}
+
+/// Whether this host's /dev/kvm can boot an ordinary guest.
+fn kvm_can_boot() -> bool {
+    let module = |name: &str| Path::new("/sys/module").join(name).exists();
+    Path::new("/dev/kvm").exists() && !module("kvm_pvm") && (module("kvm_intel") || module("kvm_amd"))
+}
+
+fn cmdline(exit: &str) -> String {
+    format!("console=ttyS0 reboot=k panic=-1 husk.exit={exit}")
+}
+
+/// One boot's measurements.
+#[derive(Debug, Default, Clone)]
+struct Sample {
+    ready_ms: f64,
+    rss_kib: u64,
+    guest_kib: u64,
+    /// husk-vmm's own phase timings, from its --timings line.
+    first_kvm_run_ms: Option<f64>,
+    init_started_ms: Option<f64>,
+}
+
+/// Resident memory of `pid`, and of its guest RAM mapping (the anonymous
+/// mapping exactly `guest_kib` large).
+fn memory_of(pid: u32, guest_size_kib: u64) -> (u64, u64) {
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let (mut total, mut guest, mut in_guest) = (0, 0, false);
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        match (fields.next(), fields.next()) {
+            (Some("Size:"), Some(kib)) => in_guest = kib.parse() == Ok(guest_size_kib),
+            (Some("Rss:"), Some(kib)) => {
+                let kib: u64 = kib.parse().unwrap_or(0);
+                total += kib;
+                if in_guest {
+                    guest += kib;
+                }
+            }
+            _ => {}
+        }
+    }
+    (total, guest)
+}
+
+/// `name=12.345ms` out of husk-vmm's timing line.
+fn timing(stderr: &str, name: &str) -> Option<f64> {
+    let line = stderr.lines().find(|l| l.starts_with("husk-vmm: timing"))?;
+    line.split_whitespace()
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.strip_suffix("ms")?.parse().ok())
+}
+
+fn read_all<R: Read + Send + 'static>(pipe: R) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = BufReader::new(pipe).read_to_string(&mut text);
+        text
+    })
+}
+
+/// Spawns `command`, waits for the ready line on its stdout, samples its
+/// memory, then stops it (`stop_signal`) and collects its stderr.
+fn boot_once(mut command: Command, guest_kib: u64, stop_signal: libc::c_int) -> Result<Sample, String> {
+    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let start = Instant::now();
+    let mut child: Child = command.spawn().map_err(|e| format!("start {command:?}: {e}"))?;
+    let stdout = child.stdout.take().unwrap();
+    let stderr = read_all(child.stderr.take().unwrap());
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let console = thread::spawn(move || {
+        let mut text = String::new();
+        let mut reader = BufReader::new(stdout);
+        let mut line = String::new();
+        while reader.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains(husk_protocol::READY_LINE_PREFIX) {
+                let _ = ready_tx.send(Instant::now());
+            }
+            text.push_str(&line);
+            line.clear();
+        }
+        text
+    });
+    let ready = ready_rx.recv_timeout(READY_TIMEOUT);
+    let (rss_kib, guest_kib) = memory_of(child.id(), guest_kib);
+    // SAFETY: kill(2) on our own child, which has not been reaped yet.
+    unsafe { libc::kill(child.id() as libc::pid_t, stop_signal) };
+    let _ = child.wait();
+    let stderr = stderr.join().unwrap_or_default();
+    let console = console.join().unwrap_or_default();
+    let ready = ready.map_err(|_| {
+        let tail: Vec<&str> = console.lines().rev().take(15).collect();
+        format!(
+            "no ready line within {READY_TIMEOUT:?} from {command:?}\nstderr: {stderr}\nconsole tail:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
+    })?;
+    Ok(Sample {
+        ready_ms: (ready - start).as_secs_f64() * 1000.0,
+        rss_kib,
+        guest_kib,
+        first_kvm_run_ms: timing(&stderr, "first_kvm_run"),
+        init_started_ms: timing(&stderr, "init_started"),
+    })
+}
+
+fn husk_command(options: &Options, serial: &str, exit: &str) -> Command {
+    let mut command = Command::new(&options.vmm);
+    command.args(["--kernel".as_ref(), options.kernel.as_os_str()]);
+    command.args(["--initrd".as_ref(), options.initrd.as_os_str()]);
+    command.args(["--memory-mib", &options.memory_mib.to_string(), "--vcpus", &options.vcpus.to_string()]);
+    command.args(["--serial", serial, "--timings", "--cmdline", &cmdline(exit)]);
+    command
+}
+
+fn qemu_command(options: &Options) -> Command {
+    let mut command = Command::new(&options.qemu);
+    command.args(["-M", "microvm", "-accel", "kvm", "-cpu", "host"]);
+    command.args(["-m", &options.memory_mib.to_string(), "-smp", &options.vcpus.to_string()]);
+    command.args(["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio"]);
+    command.args(["-kernel".as_ref(), options.kernel.as_os_str()]);
+    command.args(["-initrd".as_ref(), options.initrd.as_os_str()]);
+    command.args(["-append", &cmdline("hold")]);
+    command
+}
+
+/// husk-vmm's setup (start → first KVM_RUN) alone: works on any KVM, even
+/// one that can't run the guest further. The VMM is stopped with SIGTERM
+/// once the guest is entered.
+fn measure_setup(options: &Options) -> Result<Vec<f64>, String> {
+    let mut samples = Vec::new();
+    for _ in 0..options.runs {
+        let mut child = husk_command(options, "none", "hold")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("start {}: {e}", options.vmm.display()))?;
+        thread::sleep(Duration::from_millis(300));
+        // SAFETY: kill(2) on our own unreaped child.
+        unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+        let stderr = read_all(child.stderr.take().unwrap());
+        let _ = child.wait();
+        let stderr = stderr.join().unwrap_or_default();
+        let ms = timing(&stderr, "first_kvm_run").ok_or_else(|| format!("no first_kvm_run timing: {stderr}"))?;
+        samples.push(ms);
+    }
+    Ok(samples)
+}
+
+fn row(label: &str, values: &[f64]) {
+    match Summary::of(values) {
+        Some(s) => println!(
+            "{label:<40} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            s.median, s.p25, s.p75, s.min, s.max
+        ),
+        None => println!("{label:<40} {:>9}", "-"),
+    }
+}
+
+fn header(title: &str) {
+    println!("\n{title}");
+    println!("{:<40} {:>9} {:>9} {:>9} {:>9} {:>9}", "(ms)", "median", "p25", "p75", "min", "max");
+}
+
+fn median(values: &[f64]) -> f64 {
+    Summary::of(values).map_or(f64::NAN, |s| s.median)
+}
+
+fn run(options: &Options) -> Result<(), String> {
+    let bootable = kvm_can_boot() && !options.setup_only;
+    println!(
+        "husk-bench-boot: {} runs, {} MiB, {} vCPU(s), kernel {}",
+        options.runs,
+        options.memory_mib,
+        options.vcpus,
+        options.kernel.display()
+    );
+    let setup = measure_setup(options)?;
+    header("husk-vmm setup, process start → first KVM_RUN");
+    row("husk-vmm setup", &setup);
+    if !bootable {
+        println!("\nthis host's KVM cannot boot a guest (or --setup-only): boot comparison skipped;");
+        println!("run through tests/testhost/run for it");
+        return Ok(());
+    }
+
+    let guest_kib = options.memory_mib * 1024;
+    let (mut husk, mut qemu) = (Vec::new(), Vec::new());
+    for run in 0..options.runs {
+        husk.push(boot_once(husk_command(options, "stdout", "hold"), guest_kib, libc::SIGTERM)?);
+        qemu.push(boot_once(qemu_command(options), guest_kib, libc::SIGKILL)?);
+        eprintln!(
+            "run {}/{}: husk-vmm {:.1} ms, qemu microvm {:.1} ms",
+            run + 1,
+            options.runs,
+            husk[run].ready_ms,
+            qemu[run].ready_ms
+        );
+    }
+
+    let ready = |samples: &[Sample]| samples.iter().map(|s| s.ready_ms).collect::<Vec<_>>();
+    let overhead = |samples: &[Sample]| {
+        samples.iter().map(|s| s.rss_kib.saturating_sub(s.guest_kib) as f64).collect::<Vec<_>>()
+    };
+    let (husk_ready, qemu_ready) = (ready(&husk), ready(&qemu));
+    header("boot, process start → husk-init ready line on the serial console");
+    row("husk-vmm", &husk_ready);
+    row("qemu -M microvm", &qemu_ready);
+    let init_marker: Vec<f64> = husk.iter().filter_map(|s| s.init_started_ms).collect();
+    row("husk-vmm start → init marker (own clock)", &init_marker);
+    let first_run: Vec<f64> = husk.iter().filter_map(|s| s.first_kvm_run_ms).collect();
+    row("husk-vmm start → first KVM_RUN", &first_run);
+    println!("\nratio husk-vmm / qemu microvm (median boot): {:.3}", median(&husk_ready) / median(&qemu_ready));
+
+    println!("\nmemory at the ready line (KiB)            median      min      max");
+    for (label, values) in [("husk-vmm overhead (RSS - guest RAM)", overhead(&husk)), ("qemu overhead (RSS - guest RAM)", overhead(&qemu))] {
+        let s = Summary::of(&values).unwrap();
+        println!("{label:<40} {:>9.0} {:>8.0} {:>8.0}", s.median, s.min, s.max);
+    }
+
+    fs::create_dir_all(&options.out).map_err(|e| format!("create {}: {e}", options.out.display()))?;
+    let mut csv = String::from("vmm,run,ready_ms,rss_kib,guest_kib\n");
+    for (name, samples) in [("husk-vmm", &husk), ("qemu-microvm", &qemu)] {
+        for (i, s) in samples.iter().enumerate() {
+            csv.push_str(&format!("{name},{i},{:.3},{},{}\n", s.ready_ms, s.rss_kib, s.guest_kib));
+        }
+    }
+    let csv_path = options.out.join("boot.csv");
+    fs::write(&csv_path, csv).map_err(|e| format!("write {}: {e}", csv_path.display()))?;
+    let svg = plot::strip_chart(
+        "Boot to husk-init ready line (ms), same kernel and initramfs, same KVM",
+        &[("husk-vmm", &husk_ready), ("qemu -M microvm", &qemu_ready)],
+    );
+    let svg_path = options.out.join("boot.svg");
+    fs::write(&svg_path, svg).map_err(|e| format!("write {}: {e}", svg_path.display()))?;
+    println!("\nwrote {} and {}", csv_path.display(), svg_path.display());
+    Ok(())
+}
+
+fn main() {
+    let options = match parse_options() {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("husk-bench-boot: {message}");
+            std::process::exit(2);
+        }
+    };
+    if let Err(message) = run(&options) {
+        eprintln!("husk-bench-boot: {message}");
+        std::process::exit(1);
+    }
+}
