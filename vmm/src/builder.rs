@@ -5,9 +5,10 @@ use std::fs::File;
 use std::io::{LineWriter, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::thread;
 
 use husk_protocol::guest_signal::{PORT_BASE, PORT_COUNT};
-use vm_memory::GuestAddress;
+use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::x86_64::boot::{self, BootError};
@@ -70,45 +71,67 @@ pub fn build_vmm(config: &VmConfig, timeline: Arc<Timeline>) -> Result<Vmm, Buil
     config.validate()?;
     let kvm = KvmContext::open(&config.kvm_path)?;
     let vm = Vm::new(&kvm)?;
-
-    // Guest memory.
     let memory_size = config.memory_bytes();
     let guest_memory = create_guest_memory(memory_size)?;
-    vm.register_memory(&guest_memory)?;
+
+    // Registering memory with KVM waits for an SRCU grace period (several
+    // milliseconds on some hosts) and nothing below needs the slots until
+    // the first KVM_RUN: let it run beside the rest of the build.
+    let (io_bus, console_tail, vcpus) = thread::scope(|scope| -> Result<_, BuildError> {
+        let registration = scope.spawn(|| vm.register_memory(&guest_memory));
+        let built = build_machine(config, &kvm, &vm, &guest_memory, &timeline);
+        let registered = registration.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let built = built?;
+        registered?;
+        Ok(built)
+    })?;
+    timeline.record(Phase::KvmReady);
+    Ok(Vmm::new(kvm, vm, guest_memory, vcpus, io_bus, timeline, console_tail))
+}
+
+/// Everything but the memory slots: interrupt controllers, kernel, initrd,
+/// boot information, devices, configured vCPUs.
+fn build_machine(
+    config: &VmConfig,
+    kvm: &KvmContext,
+    vm: &Vm,
+    guest_memory: &GuestMemoryMmap,
+    timeline: &Arc<Timeline>,
+) -> Result<(Arc<Bus>, ConsoleTail, Vec<Vcpu>), BuildError> {
+    vm.create_interrupt_controllers()?;
+    let memory_size = config.memory_bytes();
 
     // Kernel, initrd and command line.
-    let kernel = boot::load_kernel(&guest_memory, &config.kernel, memory_size)?;
+    let kernel = boot::load_kernel(guest_memory, &config.kernel, memory_size)?;
     let initrd = match &config.initrd {
-        Some(path) => Some(boot::load_initrd(&guest_memory, path, &kernel, memory_size)?),
+        Some(path) => Some(boot::load_initrd(guest_memory, path, &kernel, memory_size)?),
         None => None,
     };
-    boot::write_cmdline(&guest_memory, &config.cmdline)?;
+    boot::write_cmdline(guest_memory, &config.cmdline)?;
 
     // Boot information for the entry protocol, and the MP table.
     match kernel.entry.protocol {
-        BootProtocol::Pvh => boot::write_pvh_start_info(&guest_memory, memory_size, initrd)?,
+        BootProtocol::Pvh => boot::write_pvh_start_info(guest_memory, memory_size, initrd)?,
         BootProtocol::Linux64 => {
-            boot::write_zero_page(&guest_memory, memory_size, &kernel, config.cmdline.len(), initrd)?;
-            regs::write_identity_page_tables(&guest_memory)?;
+            boot::write_zero_page(guest_memory, memory_size, &kernel, config.cmdline.len(), initrd)?;
+            regs::write_identity_page_tables(guest_memory)?;
         }
     }
-    regs::write_descriptor_tables(&guest_memory, kernel.entry.protocol)?;
-    mptable::setup_mptable(&guest_memory, GuestAddress(MPTABLE_START), config.vcpus)?;
+    regs::write_descriptor_tables(guest_memory, kernel.entry.protocol)?;
+    mptable::setup_mptable(guest_memory, GuestAddress(MPTABLE_START), config.vcpus)?;
 
     // Devices.
     let console_tail = ConsoleTail::default();
-    let io_bus = legacy_devices(&vm, config, &timeline, console_tail.clone())?;
+    let io_bus = legacy_devices(vm, config, timeline, console_tail.clone())?;
 
     // vCPUs.
     let mut vcpus = Vec::with_capacity(config.vcpus.into());
     for index in 0..config.vcpus {
-        let vcpu = Vcpu::new(&vm, index)?;
-        vcpu.configure(&kvm, config.vcpus, kernel.entry)?;
+        let vcpu = Vcpu::new(vm, index)?;
+        vcpu.configure(kvm, config.vcpus, kernel.entry)?;
         vcpus.push(vcpu);
     }
-
-    timeline.record(Phase::KvmReady);
-    Ok(Vmm::new(kvm, vm, guest_memory, vcpus, io_bus, timeline, console_tail))
+    Ok((io_bus, console_tail, vcpus))
 }
 
 /// The serial console, the keyboard controller (for reset) and the guest

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use husk_vmm::builder::build_vmm;
+use husk_vmm::signals::SignalFd;
 use husk_vmm::config::{
     SerialSink, VmConfig, DEFAULT_CMDLINE, DEFAULT_KVM_PATH, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS,
     MIN_MEMORY_MIB,
@@ -133,6 +134,16 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 
 fn main() -> ExitCode {
     let timeline = Arc::new(Timeline::new(Instant::now()));
+    // Stop signals are blocked from the start and read from a signalfd by
+    // the event loop: one that arrives during setup ends the VM cleanly as
+    // soon as it runs, and no thread is ever interrupted by one.
+    let signals = match SignalFd::new(&[libc::SIGTERM, libc::SIGINT]) {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("husk-vmm: set up SIGTERM/SIGINT handling: {error}");
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
     let args = match parse_args(std::env::args().skip(1)) {
         Ok(Parsed::Run(args)) => args,
         Ok(Parsed::Help) => {
@@ -156,7 +167,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_VMM_ERROR);
         }
     };
-    let report = match vmm.run() {
+    let report = match vmm.run(signals) {
         Ok(report) => report,
         Err(error) => {
             eprintln!("husk-vmm: {}", error_chain(&error));

@@ -51,8 +51,6 @@ pub struct VmReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
-    #[error("set up SIGTERM/SIGINT handling")]
-    Signals(#[source] std::io::Error),
     #[error("create the vCPU exit eventfd")]
     ExitEventFd(#[source] std::io::Error),
     #[error(transparent)]
@@ -111,11 +109,10 @@ impl Vmm {
         &self.vm
     }
 
-    /// Runs the VM until it ends, then stops every vCPU thread.
-    pub fn run(&mut self) -> Result<VmReport, RuntimeError> {
-        // Block the stop signals before any vCPU thread exists, so they
-        // inherit the mask and only the event loop sees the signals.
-        let signals = SignalFd::new(&[libc::SIGTERM, libc::SIGINT]).map_err(RuntimeError::Signals)?;
+    /// Runs the VM until it ends or a signal arrives on `signals`, then
+    /// stops every vCPU thread. `signals` must have been created before any
+    /// thread, so that every thread inherits the blocked mask.
+    pub fn run(&mut self, signals: SignalFd) -> Result<VmReport, RuntimeError> {
         vcpu::install_kick_handler().map_err(RuntimeError::KickHandler)?;
         let exit_event = EventFd::new(libc::EFD_NONBLOCK).map_err(RuntimeError::ExitEventFd)?;
         let stop = Arc::new(AtomicBool::new(false));

@@ -40,17 +40,24 @@ impl Vm {
     /// userspace.
     pub fn new(kvm: &KvmContext) -> Result<Self, VmError> {
         let fd = kvm.kvm().create_vm().map_err(VmError::Create)?;
+        Ok(Self { fd })
+    }
+
+    /// The in-kernel PIC, I/O APIC and PIT. Must come before any vCPU is
+    /// created (KVM attaches each vCPU's LAPIC to the irqchip then).
+    pub fn create_interrupt_controllers(&self) -> Result<(), VmError> {
         // Intel needs three pages for the real-mode TSS before the irqchip
         // exists; harmless elsewhere.
-        fd.set_tss_address(KVM_TSS_ADDRESS as usize)
+        self.fd
+            .set_tss_address(KVM_TSS_ADDRESS as usize)
             .map_err(VmError::SetTssAddress)?;
-        fd.create_irq_chip().map_err(VmError::CreateIrqchip)?;
+        self.fd.create_irq_chip().map_err(VmError::CreateIrqchip)?;
         let pit_config = kvm_pit_config {
             flags: KVM_PIT_SPEAKER_DUMMY,
             ..Default::default()
         };
-        fd.create_pit2(pit_config).map_err(VmError::CreatePit)?;
-        Ok(Self { fd })
+        self.fd.create_pit2(pit_config).map_err(VmError::CreatePit)?;
+        Ok(())
     }
 
     pub fn register_memory(&self, mem: &GuestMemoryMmap) -> Result<(), VmError> {

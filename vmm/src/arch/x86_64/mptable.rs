@@ -16,9 +16,11 @@ use std::mem::size_of;
 
 use vm_memory::{Address, ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryError};
 
+use super::layout::{APIC_ADDR, EBDA_START, IOAPIC_ADDR};
+
 /// Where the floating pointer goes by default: the last KiB of conventional
 /// memory, one of the ranges Linux scans.
-pub const MPTABLE_START: u64 = 0x9fc00;
+pub const MPTABLE_START: u64 = EBDA_START;
 
 /// The legacy video window; a table must stay out of it, and the table at
 /// [`MPTABLE_START`] must end where it begins.
@@ -33,10 +35,10 @@ const SPEC_REVISION: u8 = 4;
 const OEM_ID: [u8; 8] = *b"HUSK    ";
 const PRODUCT_ID: [u8; 12] = *b"MICROVM     ";
 
-const LOCAL_APIC_ADDRESS: u32 = 0xfee0_0000;
+const LOCAL_APIC_ADDRESS: u32 = APIC_ADDR;
 /// An integrated local APIC, as KVM emulates.
 const LOCAL_APIC_VERSION: u8 = 0x14;
-const IO_APIC_ADDRESS: u32 = 0xfec0_0000;
+const IO_APIC_ADDRESS: u32 = IOAPIC_ADDR;
 /// The 82093AA version KVM's I/O APIC reports.
 const IO_APIC_VERSION: u8 = 0x11;
 /// KVM's I/O APIC has 24 input pins; ISA IRQ n is wired to pin n.
