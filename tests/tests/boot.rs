@@ -41,6 +41,15 @@ fn boot(name: &str, extra_args: &[&str], kernel_args: &str) -> (husk_tests::VmmR
     args.extend_from_slice(extra_args);
     let run = run_vmm(&artifacts.vmm, &args, BOOT_TIMEOUT);
     let console = fs::read_to_string(&console).unwrap_or_default();
+    if run.timed_out() {
+        let tail: Vec<&str> = console.lines().rev().take(30).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        panic!(
+            "husk-vmm {args:?} ran past {BOOT_TIMEOUT:?} and was killed\nstderr:\n{}\nconsole tail:\n{}",
+            run.stderr,
+            tail.join("\n")
+        );
+    }
     (run, console)
 }
 
@@ -241,7 +250,8 @@ fn stop_holding_guest_with(signal: libc::c_int) -> (Option<i32>, String) {
     // The guest is idle in init now; only the signal can end it.
     // SAFETY: plain kill(2) on our own child's PID.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);
-    let status = wait_with_deadline(&mut child, Duration::from_secs(30), "husk-vmm after the signal");
+    let status = wait_with_deadline(&mut child, Duration::from_secs(30))
+        .unwrap_or_else(|| panic!("husk-vmm still ran 30 s after signal {signal}"));
     let mut stderr = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
     (status.code(), stderr)
