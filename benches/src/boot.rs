@@ -151,6 +151,12 @@ fn timing(stderr: &str, name: &str) -> Option<f64> {
         .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.strip_suffix("ms")?.parse().ok())
 }
 
+/// `name=N` out of husk-vmm's memory line.
+fn memory_field(stderr: &str, name: &str) -> Option<u64> {
+    let line = stderr.lines().find(|l| l.starts_with("husk-vmm: memory"))?;
+    line.split_whitespace().find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+}
+
 fn read_all<R: Read + Send + 'static>(pipe: R) -> thread::JoinHandle<String> {
     thread::spawn(move || {
         let mut text = String::new();
@@ -195,6 +201,13 @@ fn boot_once(mut command: Command, guest_kib: u64, stop_signal: libc::c_int) -> 
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         )
     })?;
+    // husk-vmm reports its own split (it knows exactly which host ranges
+    // are guest RAM, also where files are mapped into it); QEMU's guest RAM
+    // is the one anonymous mapping of the guest's size.
+    let (rss_kib, guest_kib) = match (memory_field(&stderr, "rss_kib"), memory_field(&stderr, "guest_kib")) {
+        (Some(rss), Some(guest)) => (rss, guest),
+        _ => (rss_kib, guest_kib),
+    };
     Ok(Sample {
         ready_ms: (ready - start).as_secs_f64() * 1000.0,
         rss_kib,

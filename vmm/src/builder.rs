@@ -13,7 +13,7 @@ use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::x86_64::boot::{self, BootError};
 use crate::arch::x86_64::mptable::{self, MptableError, MPTABLE_START};
-use crate::arch::x86_64::regs::{self, BootProtocol, RegsError};
+use crate::arch::x86_64::regs::{self, BootProtocol, EntryPoint, RegsError};
 use crate::config::{ConfigError, SerialSink, VmConfig};
 use crate::console::{ConsoleTail, ConsoleWriter};
 use crate::devices::bus::{Bus, BusError};
@@ -74,42 +74,49 @@ pub fn build_vmm(config: &VmConfig, timeline: Arc<Timeline>) -> Result<Vmm, Buil
     let memory_size = config.memory_bytes();
     let guest_memory = create_guest_memory(memory_size)?;
 
-    // Registering memory with KVM waits for an SRCU grace period (several
-    // milliseconds on some hosts) and nothing below needs the slots until
-    // the first KVM_RUN: let it run beside the rest of the build.
+    // Registering memory and creating the in-kernel irqchip each wait for
+    // an SRCU grace period (milliseconds on some hosts), and loading the
+    // guest needs neither: run the three side by side.
     let (io_bus, console_tail, vcpus) = thread::scope(|scope| -> Result<_, BuildError> {
         let registration = scope.spawn(|| vm.register_memory(&guest_memory));
-        let built = build_machine(config, &kvm, &vm, &guest_memory, &timeline);
-        let registered = registration.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        let built = built?;
-        registered?;
-        Ok(built)
+        let controllers = scope.spawn(|| vm.create_interrupt_controllers());
+        let entry = load_guest(config, &guest_memory);
+        join(controllers)?;
+        let entry = entry?;
+
+        // Devices, once the irqchip can take their irqfds.
+        let console_tail = ConsoleTail::default();
+        let io_bus = legacy_devices(&vm, config, &timeline, console_tail.clone())?;
+
+        // vCPUs, once the irqchip can give them LAPICs.
+        let mut vcpus = Vec::with_capacity(config.vcpus.into());
+        for index in 0..config.vcpus {
+            let vcpu = Vcpu::new(&vm, index)?;
+            vcpu.configure(&kvm, config.vcpus, entry)?;
+            vcpus.push(vcpu);
+        }
+        join(registration)?;
+        Ok((io_bus, console_tail, vcpus))
     })?;
     timeline.record(Phase::KvmReady);
     Ok(Vmm::new(kvm, vm, guest_memory, vcpus, io_bus, timeline, console_tail))
 }
 
-/// Everything but the memory slots: interrupt controllers, kernel, initrd,
-/// boot information, devices, configured vCPUs.
-fn build_machine(
-    config: &VmConfig,
-    kvm: &KvmContext,
-    vm: &Vm,
-    guest_memory: &GuestMemoryMmap,
-    timeline: &Arc<Timeline>,
-) -> Result<(Arc<Bus>, ConsoleTail, Vec<Vcpu>), BuildError> {
-    vm.create_interrupt_controllers()?;
-    let memory_size = config.memory_bytes();
+/// A build step's result from its thread (a panic there goes on here).
+fn join<T>(handle: thread::ScopedJoinHandle<'_, Result<T, VmError>>) -> Result<T, VmError> {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
 
-    // Kernel, initrd and command line.
+/// Kernel, initrd, command line, the boot information for the kernel's
+/// entry protocol, and the MP table; returns where the boot vCPU starts.
+fn load_guest(config: &VmConfig, guest_memory: &GuestMemoryMmap) -> Result<EntryPoint, BuildError> {
+    let memory_size = config.memory_bytes();
     let kernel = boot::load_kernel(guest_memory, &config.kernel, memory_size)?;
     let initrd = match &config.initrd {
         Some(path) => Some(boot::load_initrd(guest_memory, path, &kernel, memory_size)?),
         None => None,
     };
     boot::write_cmdline(guest_memory, &config.cmdline)?;
-
-    // Boot information for the entry protocol, and the MP table.
     match kernel.entry.protocol {
         BootProtocol::Pvh => boot::write_pvh_start_info(guest_memory, memory_size, initrd)?,
         BootProtocol::Linux64 => {
@@ -119,19 +126,7 @@ fn build_machine(
     }
     regs::write_descriptor_tables(guest_memory, kernel.entry.protocol)?;
     mptable::setup_mptable(guest_memory, GuestAddress(MPTABLE_START), config.vcpus)?;
-
-    // Devices.
-    let console_tail = ConsoleTail::default();
-    let io_bus = legacy_devices(vm, config, timeline, console_tail.clone())?;
-
-    // vCPUs.
-    let mut vcpus = Vec::with_capacity(config.vcpus.into());
-    for index in 0..config.vcpus {
-        let vcpu = Vcpu::new(vm, index)?;
-        vcpu.configure(kvm, config.vcpus, kernel.entry)?;
-        vcpus.push(vcpu);
-    }
-    Ok((io_bus, console_tail, vcpus))
+    Ok(kernel.entry)
 }
 
 /// The serial console, the keyboard controller (for reset) and the guest

@@ -1,6 +1,10 @@
 //! Guest RAM: anonymous private host mappings, one per region of the
 //! architecture's layout, handed to KVM as memory slots.
 
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+
 use kvm_bindings::kvm_userspace_memory_region;
 use kvm_ioctls::VmFd;
 use vm_memory::{
@@ -8,6 +12,8 @@ use vm_memory::{
 };
 
 use crate::arch::x86_64::memory_map::ram_regions;
+
+const PAGE_SIZE: u64 = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
@@ -22,6 +28,13 @@ pub enum MemoryError {
         slot: u32,
         #[source]
         source: vm_memory::GuestMemoryError,
+    },
+    #[error("map {len} bytes of a file over guest memory at {addr:#x}")]
+    MapFile {
+        addr: u64,
+        len: u64,
+        #[source]
+        source: io::Error,
     },
     #[error("register guest memory slot {slot} with KVM")]
     SetUserMemoryRegion {
@@ -65,6 +78,52 @@ pub fn register_guest_memory(vm: &VmFd, mem: &GuestMemoryMmap) -> Result<(), Mem
     Ok(())
 }
 
+/// Maps `len` bytes of `file` (from its start) over guest RAM at the
+/// page-aligned `addr`, copy-on-write: nothing is copied or zeroed up front,
+/// the guest faults pages in from the host page cache as it reads them, and
+/// every VM booting the same file shares those pages until it writes. Bytes
+/// past the end of the file in the last page read as zero (mmap(2)).
+pub fn map_file_into_guest(
+    mem: &GuestMemoryMmap,
+    addr: GuestAddress,
+    file: &File,
+    len: u64,
+) -> Result<(), MemoryError> {
+    let map_error = |source| MemoryError::MapFile { addr: addr.0, len, source };
+    if addr.0 % PAGE_SIZE != 0 || len == 0 {
+        return Err(map_error(io::Error::from(io::ErrorKind::InvalidInput)));
+    }
+    let mapped_len = len.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    // The whole range must lie inside one region, so the host range is one
+    // contiguous piece of our own mapping.
+    let region = mem
+        .find_region(addr)
+        .filter(|region| addr.0 + mapped_len <= region.start_addr().0 + region.len())
+        .ok_or_else(|| map_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let host = region
+        .get_host_address(MemoryRegionAddress(addr.0 - region.start_addr().0))
+        .map_err(|_| map_error(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    // SAFETY: [host, host + mapped_len) lies inside a guest RAM mapping that
+    // `mem` owns (checked above), so MAP_FIXED replaces only our own pages,
+    // and the replacement keeps the range mapped read-write at the same
+    // address, which is all `mem` and KVM rely on. No vCPU runs yet, so no
+    // one is accessing those pages while they are swapped.
+    let mapped = unsafe {
+        libc::mmap(
+            host.cast(),
+            mapped_len as usize,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_FIXED,
+            file.as_raw_fd(),
+            0,
+        )
+    };
+    if mapped == libc::MAP_FAILED {
+        return Err(map_error(io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 /// Host address ranges backing guest RAM, for telling guest pages apart from
 /// the VMM's own in memory accounting.
 pub fn host_ranges(mem: &GuestMemoryMmap) -> Vec<(u64, u64)> {
@@ -74,4 +133,51 @@ pub fn host_ranges(mem: &GuestMemoryMmap) -> Vec<(u64, u64)> {
             Some((start, start + region.len()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use vm_memory::Bytes;
+
+    use super::*;
+
+    fn temp_file(bytes: &[u8]) -> File {
+        let path = std::env::temp_dir().join(format!("husk-vmm-map-test-{}", std::process::id()));
+        File::create(&path).unwrap().write_all(bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        file
+    }
+
+    #[test]
+    fn mapped_file_reads_back_with_a_zero_tail_and_neighbours_untouched() {
+        let mem = create_guest_memory(1 << 20).unwrap();
+        mem.write_obj(0xaau8, GuestAddress(0x1fff)).unwrap();
+        mem.write_obj(0xbbu8, GuestAddress(0x4000)).unwrap();
+        let contents: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
+        map_file_into_guest(&mem, GuestAddress(0x2000), &temp_file(&contents), contents.len() as u64).unwrap();
+
+        let mut back = vec![0u8; contents.len()];
+        mem.read_slice(&mut back, GuestAddress(0x2000)).unwrap();
+        assert_eq!(back, contents);
+        let tail: u8 = mem.read_obj(GuestAddress(0x2000 + contents.len() as u64)).unwrap();
+        assert_eq!(tail, 0, "past the end of the file reads as zero");
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(0x1fff)).unwrap(), 0xaa);
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(0x4000)).unwrap(), 0xbb);
+
+        // Copy-on-write: the guest may write over it.
+        mem.write_obj(0x55u8, GuestAddress(0x2000)).unwrap();
+        assert_eq!(mem.read_obj::<u8>(GuestAddress(0x2000)).unwrap(), 0x55);
+    }
+
+    #[test]
+    fn mapping_must_be_page_aligned_and_inside_guest_memory() {
+        let mem = create_guest_memory(1 << 20).unwrap();
+        let file = temp_file(b"data");
+        assert!(map_file_into_guest(&mem, GuestAddress(0x2001), &file, 4).is_err());
+        assert!(map_file_into_guest(&mem, GuestAddress((1 << 20) - 0x1000), &file, 0x2000).is_err());
+        assert!(map_file_into_guest(&mem, GuestAddress(0x2000), &file, 0).is_err());
+    }
 }

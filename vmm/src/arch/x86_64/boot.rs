@@ -15,6 +15,7 @@ use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 use super::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, PVH_INFO_START, ZERO_PAGE_START};
 use super::memory_map::{e820_map, low_ram_end, E820Entry};
 use super::regs::{BootProtocol, EntryPoint};
+use crate::vstate::memory::{map_file_into_guest, MemoryError};
 
 const PAGE_SIZE: u64 = 4096;
 
@@ -62,11 +63,11 @@ pub enum BootError {
         path.display()
     )]
     InitrdTooLarge { path: PathBuf, size: u64, room: u64 },
-    #[error("read initrd {} into guest memory", path.display())]
-    ReadInitrd {
+    #[error("map initrd {} into guest memory", path.display())]
+    MapInitrd {
         path: PathBuf,
         #[source]
-        source: vm_memory::GuestMemoryError,
+        source: MemoryError,
     },
     #[error(
         "kernel command line is {length} bytes; the x86 kernel accepts at most {} (it keeps 2048 with the terminating NUL)",
@@ -178,7 +179,7 @@ pub fn load_initrd(
     kernel: &LoadedKernel,
     memory_size: u64,
 ) -> Result<InitrdPlacement, BootError> {
-    let mut file = File::open(path).map_err(|source| BootError::OpenInitrd { path: path.to_owned(), source })?;
+    let file = File::open(path).map_err(|source| BootError::OpenInitrd { path: path.to_owned(), source })?;
     let size = file
         .metadata()
         .map_err(|source| BootError::OpenInitrd { path: path.to_owned(), source })?
@@ -191,8 +192,12 @@ pub fn load_initrd(
     }
     let addr = initrd_address(size, kernel.kernel_end, limit)
         .map_err(|room| BootError::InitrdTooLarge { path: path.to_owned(), size, room })?;
-    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, size as usize)
-        .map_err(|source| BootError::ReadInitrd { path: path.to_owned(), source })?;
+    if size > 0 {
+        // Mapped rather than copied: the guest reads it once, and VMs
+        // booting the same initrd share its pages.
+        map_file_into_guest(mem, GuestAddress(addr), &file, size)
+            .map_err(|source| BootError::MapInitrd { path: path.to_owned(), source })?;
+    }
     Ok(InitrdPlacement { addr, size })
 }
 
