@@ -20,32 +20,39 @@ fn path(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
 }
 
-/// Boots with a console file and returns the run and the console text.
-fn boot(name: &str, extra_args: &[&str], kernel_args: &str) -> (husk_tests::VmmRun, String) {
+/// Boots `kernel` with husk-init, the serial console going to `serial`, and
+/// `kernel_args` added to the default command line.
+fn run_guest(kernel: &Path, serial: &str, kernel_args: &str, extra_args: &[&str]) -> husk_tests::VmmRun {
     require_bootable_kvm();
     let artifacts = Artifacts::get();
-    let scratch = Scratch::new(name);
-    let console = scratch.file("console.log");
     let cmdline = cmdline(kernel_args);
     let mut args = vec![
         "--kernel",
-        path(&artifacts.vmlinux),
+        path(kernel),
         "--initrd",
         path(&artifacts.initramfs),
         "--serial",
-        path(&console),
+        serial,
         "--cmdline",
         &cmdline,
         "--timings",
     ];
     args.extend_from_slice(extra_args);
-    let run = run_vmm(&artifacts.vmm, &args, BOOT_TIMEOUT);
+    run_vmm(&artifacts.vmm, &args, BOOT_TIMEOUT)
+}
+
+/// Boots the vmlinux with a console file and returns the run and the
+/// console text.
+fn boot(name: &str, extra_args: &[&str], kernel_args: &str) -> (husk_tests::VmmRun, String) {
+    let scratch = Scratch::new(name);
+    let console = scratch.file("console.log");
+    let run = run_guest(&Artifacts::get().vmlinux, path(&console), kernel_args, extra_args);
     let console = fs::read_to_string(&console).unwrap_or_default();
     if run.timed_out() {
         let tail: Vec<&str> = console.lines().rev().take(30).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
         panic!(
-            "husk-vmm {args:?} ran past {BOOT_TIMEOUT:?} and was killed\nstderr:\n{}\nconsole tail:\n{}",
+            "husk-vmm ({name}) ran past {BOOT_TIMEOUT:?} and was killed\nstderr:\n{}\nconsole tail:\n{}",
             run.stderr,
             tail.join("\n")
         );
@@ -103,42 +110,14 @@ fn boots_with_two_vcpus_and_1024_mib() {
 
 #[test]
 fn boots_a_bzimage_through_the_linux_boot_protocol() {
-    require_bootable_kvm();
-    let artifacts = Artifacts::get();
-    let run = run_vmm(
-        &artifacts.vmm,
-        &[
-            "--kernel",
-            path(&artifacts.bzimage),
-            "--initrd",
-            path(&artifacts.initramfs),
-            "--cmdline",
-            &cmdline("husk.exit=0"),
-        ],
-        BOOT_TIMEOUT,
-    );
+    let run = run_guest(&Artifacts::get().bzimage, "stdout", "husk.exit=0", &[]);
     ready(&run, &run.stdout);
     assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
 }
 
 #[test]
 fn serial_console_reaches_stdout() {
-    require_bootable_kvm();
-    let artifacts = Artifacts::get();
-    let run = run_vmm(
-        &artifacts.vmm,
-        &[
-            "--kernel",
-            path(&artifacts.vmlinux),
-            "--initrd",
-            path(&artifacts.initramfs),
-            "--serial",
-            "stdout",
-            "--cmdline",
-            &cmdline("husk.exit=0"),
-        ],
-        BOOT_TIMEOUT,
-    );
+    let run = run_guest(&Artifacts::get().vmlinux, "stdout", "husk.exit=0", &[]);
     assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
     ready(&run, &run.stdout);
     assert!(run.stdout.contains("Linux version 6.12"), "kernel banner on stdout:\n{}", run.stdout);
@@ -146,22 +125,7 @@ fn serial_console_reaches_stdout() {
 
 #[test]
 fn serial_none_discards_the_console() {
-    require_bootable_kvm();
-    let artifacts = Artifacts::get();
-    let run = run_vmm(
-        &artifacts.vmm,
-        &[
-            "--kernel",
-            path(&artifacts.vmlinux),
-            "--initrd",
-            path(&artifacts.initramfs),
-            "--serial",
-            "none",
-            "--cmdline",
-            &cmdline("husk.exit=5"),
-        ],
-        BOOT_TIMEOUT,
-    );
+    let run = run_guest(&Artifacts::get().vmlinux, "none", "husk.exit=5", &[]);
     // The guest still ran to the end (its status came back), silently.
     assert_eq!(run.code(), Some(5), "stderr:\n{}", run.stderr);
     assert_eq!(run.stdout, "");
