@@ -10,13 +10,12 @@
 mod plot;
 mod stats;
 
-use std::fs;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
+use std::{fs, thread};
 
 use stats::Summary;
 
@@ -79,8 +78,14 @@ fn parse_options() -> Result<Options, String> {
             "--initrd" => options.initrd = value()?.into(),
             "--vmm" => options.vmm = value()?.into(),
             "--qemu" => options.qemu = value()?.into(),
-            "--memory-mib" => options.memory_mib = value()?.parse().map_err(|_| "--memory-mib: expected a number")?,
-            "--vcpus" => options.vcpus = value()?.parse().map_err(|_| "--vcpus: expected a number")?,
+            "--memory-mib" => {
+                options.memory_mib = value()?
+                    .parse()
+                    .map_err(|_| "--memory-mib: expected a number")?
+            }
+            "--vcpus" => {
+                options.vcpus = value()?.parse().map_err(|_| "--vcpus: expected a number")?
+            }
             "--out" => options.out = value()?.into(),
             "--setup-only" => options.setup_only = true,
             "-h" | "--help" => {
@@ -90,7 +95,11 @@ fn parse_options() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
-    for (name, path) in [("--kernel", &options.kernel), ("--initrd", &options.initrd), ("--vmm", &options.vmm)] {
+    for (name, path) in [
+        ("--kernel", &options.kernel),
+        ("--initrd", &options.initrd),
+        ("--vmm", &options.vmm),
+    ] {
         if !path.is_file() {
             return Err(format!("{name} {}: no such file", path.display()));
         }
@@ -104,7 +113,9 @@ fn parse_options() -> Result<Options, String> {
 /// Whether this host's /dev/kvm can boot an ordinary guest.
 fn kvm_can_boot() -> bool {
     let module = |name: &str| Path::new("/sys/module").join(name).exists();
-    Path::new("/dev/kvm").exists() && !module("kvm_pvm") && (module("kvm_intel") || module("kvm_amd"))
+    Path::new("/dev/kvm").exists()
+        && !module("kvm_pvm")
+        && (module("kvm_intel") || module("kvm_amd"))
 }
 
 fn cmdline(exit: &str) -> String {
@@ -147,14 +158,20 @@ fn memory_of(pid: u32, guest_size_kib: u64) -> (u64, u64) {
 /// `name=12.345ms` out of husk-vmm's timing line.
 fn timing(stderr: &str, name: &str) -> Option<f64> {
     let line = stderr.lines().find(|l| l.starts_with("husk-vmm: timing"))?;
-    line.split_whitespace()
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.strip_suffix("ms")?.parse().ok())
+    line.split_whitespace().find_map(|pair| {
+        pair.strip_prefix(name)?
+            .strip_prefix('=')?
+            .strip_suffix("ms")?
+            .parse()
+            .ok()
+    })
 }
 
 /// `name=N` out of husk-vmm's memory line.
 fn memory_field(stderr: &str, name: &str) -> Option<u64> {
     let line = stderr.lines().find(|l| l.starts_with("husk-vmm: memory"))?;
-    line.split_whitespace().find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
+    line.split_whitespace()
+        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
 }
 
 fn read_all<R: Read + Send + 'static>(pipe: R) -> thread::JoinHandle<String> {
@@ -167,10 +184,19 @@ fn read_all<R: Read + Send + 'static>(pipe: R) -> thread::JoinHandle<String> {
 
 /// Spawns `command`, waits for the ready line on its stdout, samples its
 /// memory, then stops it (`stop_signal`) and collects its stderr.
-fn boot_once(mut command: Command, guest_kib: u64, stop_signal: libc::c_int) -> Result<Sample, String> {
-    command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+fn boot_once(
+    mut command: Command,
+    guest_kib: u64,
+    stop_signal: libc::c_int,
+) -> Result<Sample, String> {
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     let start = Instant::now();
-    let mut child: Child = command.spawn().map_err(|e| format!("start {command:?}: {e}"))?;
+    let mut child: Child = command
+        .spawn()
+        .map_err(|e| format!("start {command:?}: {e}"))?;
     let stdout = child.stdout.take().unwrap();
     let stderr = read_all(child.stderr.take().unwrap());
     let (ready_tx, ready_rx) = mpsc::channel();
@@ -204,7 +230,10 @@ fn boot_once(mut command: Command, guest_kib: u64, stop_signal: libc::c_int) -> 
     // husk-vmm reports its own split (it knows exactly which host ranges
     // are guest RAM, also where files are mapped into it); QEMU's guest RAM
     // is the one anonymous mapping of the guest's size.
-    let (rss_kib, guest_kib) = match (memory_field(&stderr, "rss_kib"), memory_field(&stderr, "guest_kib")) {
+    let (rss_kib, guest_kib) = match (
+        memory_field(&stderr, "rss_kib"),
+        memory_field(&stderr, "guest_kib"),
+    ) {
         (Some(rss), Some(guest)) => (rss, guest),
         _ => (rss_kib, guest_kib),
     };
@@ -221,16 +250,42 @@ fn husk_command(options: &Options, serial: &str, exit: &str) -> Command {
     let mut command = Command::new(&options.vmm);
     command.args(["--kernel".as_ref(), options.kernel.as_os_str()]);
     command.args(["--initrd".as_ref(), options.initrd.as_os_str()]);
-    command.args(["--memory-mib", &options.memory_mib.to_string(), "--vcpus", &options.vcpus.to_string()]);
+    command.args([
+        "--memory-mib",
+        &options.memory_mib.to_string(),
+        "--vcpus",
+        &options.vcpus.to_string(),
+    ]);
     command.args(["--serial", serial, "--timings", "--cmdline", &cmdline(exit)]);
     command
 }
 
 fn qemu_command(options: &Options) -> Command {
     let mut command = Command::new(&options.qemu);
-    command.args(["-M", "microvm", "-accel", "kvm", "-cpu", "host"]);
-    command.args(["-m", &options.memory_mib.to_string(), "-smp", &options.vcpus.to_string()]);
-    command.args(["-nodefaults", "-no-user-config", "-display", "none", "-serial", "stdio"]);
+    // The leanest microvm: no option ROMs, no ACPI tables (the guest kernel
+    // has no ACPI and reads the MP table), no RTC.
+    command.args([
+        "-M",
+        "microvm,x-option-roms=off,acpi=off,rtc=off",
+        "-accel",
+        "kvm",
+        "-cpu",
+        "host",
+    ]);
+    command.args([
+        "-m",
+        &options.memory_mib.to_string(),
+        "-smp",
+        &options.vcpus.to_string(),
+    ]);
+    command.args([
+        "-nodefaults",
+        "-no-user-config",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+    ]);
     command.args(["-kernel".as_ref(), options.kernel.as_os_str()]);
     command.args(["-initrd".as_ref(), options.initrd.as_os_str()]);
     command.args(["-append", &cmdline("hold")]);
@@ -256,7 +311,8 @@ fn measure_setup(options: &Options) -> Result<Vec<f64>, String> {
         let stderr = read_all(child.stderr.take().unwrap());
         let _ = child.wait();
         let stderr = stderr.join().unwrap_or_default();
-        let ms = timing(&stderr, "first_kvm_run").ok_or_else(|| format!("no first_kvm_run timing: {stderr}"))?;
+        let ms = timing(&stderr, "first_kvm_run")
+            .ok_or_else(|| format!("no first_kvm_run timing: {stderr}"))?;
         samples.push(ms);
     }
     Ok(samples)
@@ -274,7 +330,10 @@ fn row(label: &str, values: &[f64]) {
 
 fn header(title: &str) {
     println!("\n{title}");
-    println!("{:<40} {:>9} {:>9} {:>9} {:>9} {:>9}", "(ms)", "median", "p25", "p75", "min", "max");
+    println!(
+        "{:<40} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "(ms)", "median", "p25", "p75", "min", "max"
+    );
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -294,7 +353,9 @@ fn run(options: &Options) -> Result<(), String> {
         let setup = measure_setup(options)?;
         header("husk-vmm setup, process start → first KVM_RUN");
         row("husk-vmm setup", &setup);
-        println!("\nthis host's KVM cannot boot a guest (or --setup-only): boot comparison skipped;");
+        println!(
+            "\nthis host's KVM cannot boot a guest (or --setup-only): boot comparison skipped;"
+        );
         println!("run through tests/testhost/run for it");
         return Ok(());
     }
@@ -302,7 +363,11 @@ fn run(options: &Options) -> Result<(), String> {
     let guest_kib = options.memory_mib * 1024;
     let (mut husk, mut qemu) = (Vec::new(), Vec::new());
     for run in 0..options.runs {
-        husk.push(boot_once(husk_command(options, "stdout", "hold"), guest_kib, libc::SIGTERM)?);
+        husk.push(boot_once(
+            husk_command(options, "stdout", "hold"),
+            guest_kib,
+            libc::SIGTERM,
+        )?);
         qemu.push(boot_once(qemu_command(options), guest_kib, libc::SIGKILL)?);
         eprintln!(
             "run {}/{}: husk-vmm {:.1} ms, qemu microvm {:.1} ms",
@@ -315,7 +380,10 @@ fn run(options: &Options) -> Result<(), String> {
 
     let ready = |samples: &[Sample]| samples.iter().map(|s| s.ready_ms).collect::<Vec<_>>();
     let overhead = |samples: &[Sample]| {
-        samples.iter().map(|s| s.rss_kib.saturating_sub(s.guest_kib) as f64).collect::<Vec<_>>()
+        samples
+            .iter()
+            .map(|s| s.rss_kib.saturating_sub(s.guest_kib) as f64)
+            .collect::<Vec<_>>()
     };
     let (husk_ready, qemu_ready) = (ready(&husk), ready(&qemu));
     header("boot, process start → husk-init ready line on the serial console");
@@ -325,19 +393,32 @@ fn run(options: &Options) -> Result<(), String> {
     row("husk-vmm start → init marker (own clock)", &init_marker);
     let first_run: Vec<f64> = husk.iter().filter_map(|s| s.first_kvm_run_ms).collect();
     row("husk-vmm start → first KVM_RUN", &first_run);
-    println!("\nratio husk-vmm / qemu microvm (median boot): {:.3}", median(&husk_ready) / median(&qemu_ready));
+    println!(
+        "\nratio husk-vmm / qemu microvm (median boot): {:.3}",
+        median(&husk_ready) / median(&qemu_ready)
+    );
 
     println!("\nmemory at the ready line (KiB)            median      min      max");
-    for (label, values) in [("husk-vmm overhead (RSS - guest RAM)", overhead(&husk)), ("qemu overhead (RSS - guest RAM)", overhead(&qemu))] {
+    for (label, values) in [
+        ("husk-vmm overhead (RSS - guest RAM)", overhead(&husk)),
+        ("qemu overhead (RSS - guest RAM)", overhead(&qemu)),
+    ] {
         let s = Summary::of(&values).unwrap();
-        println!("{label:<40} {:>9.0} {:>8.0} {:>8.0}", s.median, s.min, s.max);
+        println!(
+            "{label:<40} {:>9.0} {:>8.0} {:>8.0}",
+            s.median, s.min, s.max
+        );
     }
 
-    fs::create_dir_all(&options.out).map_err(|e| format!("create {}: {e}", options.out.display()))?;
+    fs::create_dir_all(&options.out)
+        .map_err(|e| format!("create {}: {e}", options.out.display()))?;
     let mut csv = String::from("vmm,run,ready_ms,rss_kib,guest_kib\n");
     for (name, samples) in [("husk-vmm", &husk), ("qemu-microvm", &qemu)] {
         for (i, s) in samples.iter().enumerate() {
-            csv.push_str(&format!("{name},{i},{:.3},{},{}\n", s.ready_ms, s.rss_kib, s.guest_kib));
+            csv.push_str(&format!(
+                "{name},{i},{:.3},{},{}\n",
+                s.ready_ms, s.rss_kib, s.guest_kib
+            ));
         }
     }
     let csv_path = options.out.join("boot.csv");

@@ -26,11 +26,16 @@ fn axis_end(max: f64) -> f64 {
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 pub fn strip_chart(title: &str, series: &[(&str, &[f64])]) -> String {
-    let max = series.iter().flat_map(|(_, v)| v.iter().copied()).fold(0.0, f64::max);
+    let max = series
+        .iter()
+        .flat_map(|(_, v)| v.iter().copied())
+        .fold(0.0, f64::max);
     let end = axis_end(max);
     let plot_width = WIDTH - LEFT - RIGHT;
     let height = TOP + ROW_HEIGHT * series.len() as f64 + 50.0;
@@ -41,28 +46,66 @@ pub fn strip_chart(title: &str, series: &[(&str, &[f64])]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{height}" font-family="sans-serif" font-size="12">"#
     );
     let _ = writeln!(svg, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(svg, r#"<text x="{}" y="22" font-size="14" text-anchor="middle">{}</text>"#, WIDTH / 2.0, escape(title));
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="22" font-size="14" text-anchor="middle">{}</text>"#,
+        WIDTH / 2.0,
+        escape(title)
+    );
     let axis_y = TOP + ROW_HEIGHT * series.len() as f64;
     for tick in 0..=5 {
         let value = end * f64::from(tick) / 5.0;
         let tx = x(value);
-        let _ = writeln!(svg, r##"<line x1="{tx}" y1="{TOP}" x2="{tx}" y2="{axis_y}" stroke="#ddd"/>"##);
-        let _ = writeln!(svg, r#"<text x="{tx}" y="{}" text-anchor="middle">{value}</text>"#, axis_y + 16.0);
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{tx}" y1="{TOP}" x2="{tx}" y2="{axis_y}" stroke="#ddd"/>"##
+        );
+        let _ = writeln!(
+            svg,
+            r#"<text x="{tx}" y="{}" text-anchor="middle">{value}</text>"#,
+            axis_y + 16.0
+        );
     }
-    let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="middle">milliseconds</text>"#, LEFT + plot_width / 2.0, axis_y + 36.0);
+    let _ = writeln!(
+        svg,
+        r#"<text x="{}" y="{}" text-anchor="middle">milliseconds</text>"#,
+        LEFT + plot_width / 2.0,
+        axis_y + 36.0
+    );
     for (row, (name, values)) in series.iter().enumerate() {
         let color = COLORS[row % COLORS.len()];
         let center = TOP + ROW_HEIGHT * (row as f64 + 0.5);
-        let _ = writeln!(svg, r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#, LEFT - 10.0, center + 4.0, escape(name));
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
+            LEFT - 10.0,
+            center + 4.0,
+            escape(name)
+        );
         for (i, value) in values.iter().enumerate() {
             // Spread dots vertically a little so equal values stay visible.
             let jitter = ((i * 7) % 11) as f64 - 5.0;
-            let _ = writeln!(svg, r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}" fill-opacity="0.6"/>"#, x(*value), center + jitter * 2.0);
+            let _ = writeln!(
+                svg,
+                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="{color}" fill-opacity="0.6"/>"#,
+                x(*value),
+                center + jitter * 2.0
+            );
         }
         if let Some(summary) = Summary::of(values) {
             let mx = x(summary.median);
-            let _ = writeln!(svg, r#"<line x1="{mx:.1}" y1="{}" x2="{mx:.1}" y2="{}" stroke="{color}" stroke-width="3"/>"#, center - 18.0, center + 18.0);
-            let _ = writeln!(svg, r#"<text x="{mx:.1}" y="{}" text-anchor="middle" fill="{color}">median {:.1}</text>"#, center - 22.0, summary.median);
+            let _ = writeln!(
+                svg,
+                r#"<line x1="{mx:.1}" y1="{}" x2="{mx:.1}" y2="{}" stroke="{color}" stroke-width="3"/>"#,
+                center - 18.0,
+                center + 18.0
+            );
+            let _ = writeln!(
+                svg,
+                r#"<text x="{mx:.1}" y="{}" text-anchor="middle" fill="{color}">median {:.1}</text>"#,
+                center - 22.0,
+                summary.median
+            );
         }
     }
     svg.push_str("</svg>\n");
@@ -75,7 +118,10 @@ mod tests {
 
     #[test]
     fn axis_ends_are_round_and_cover_the_data() {
-        assert_eq!([0.3, 1.0, 1.5, 7.0, 120.0, 2500.0].map(axis_end), [0.5, 1.0, 2.0, 10.0, 200.0, 5000.0]);
+        assert_eq!(
+            [0.3, 1.0, 1.5, 7.0, 120.0, 2500.0].map(axis_end),
+            [0.5, 1.0, 2.0, 10.0, 200.0, 5000.0]
+        );
         assert_eq!(axis_end(0.0), 1.0);
     }
 

@@ -43,7 +43,10 @@ mod tests {
     #[test]
     fn median_and_quartiles() {
         let s = Summary::of(&[4.0, 1.0, 3.0, 2.0, 5.0]).unwrap();
-        assert_eq!((s.median, s.min, s.max, s.p25, s.p75, s.count), (3.0, 1.0, 5.0, 2.0, 4.0, 5));
+        assert_eq!(
+            (s.median, s.min, s.max, s.p25, s.p75, s.count),
+            (3.0, 1.0, 5.0, 2.0, 4.0, 5)
+        );
         let even = Summary::of(&[1.0, 2.0, 3.0, 4.0]).unwrap();
         assert_eq!(even.median, 2.5);
         assert_eq!(Summary::of(&[]), None);

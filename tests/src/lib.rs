@@ -7,12 +7,11 @@
 //! with `tests/run-all`, which builds all of that and sets the variables
 //! below; run by hand, a missing piece fails the test with what to do.
 
-use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
+use std::{fs, thread};
 
 /// The pieces a VM test needs.
 pub struct Artifacts {
@@ -23,14 +22,21 @@ pub struct Artifacts {
 }
 
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_owned()
 }
 
 fn required_path(variable: &str, how: &str) -> PathBuf {
     let path = std::env::var_os(variable)
         .map(PathBuf::from)
         .unwrap_or_else(|| panic!("{variable} is not set: {how} (tests/run-all sets it)"));
-    assert!(path.is_file(), "{variable}={} does not exist: {how}", path.display());
+    assert!(
+        path.is_file(),
+        "{variable}={} does not exist: {how}",
+        path.display()
+    );
     path
 }
 
@@ -44,11 +50,26 @@ impl Artifacts {
             "{} does not exist: run `cargo build --release` (or set HUSK_VMM)",
             vmm.display()
         );
-        let vmlinux = required_path("HUSK_KERNEL", "set it to the vmlinux path kernel-config/build prints");
+        let vmlinux = required_path(
+            "HUSK_KERNEL",
+            "set it to the vmlinux path kernel-config/build prints",
+        );
         let bzimage = vmlinux.with_file_name("bzImage");
-        assert!(bzimage.is_file(), "{} does not exist next to HUSK_KERNEL", bzimage.display());
-        let initramfs = required_path("HUSK_INITRAMFS", "set it to the path guest-init/build prints");
-        Self { vmm, vmlinux, bzimage, initramfs }
+        assert!(
+            bzimage.is_file(),
+            "{} does not exist next to HUSK_KERNEL",
+            bzimage.display()
+        );
+        let initramfs = required_path(
+            "HUSK_INITRAMFS",
+            "set it to the path guest-init/build prints",
+        );
+        Self {
+            vmm,
+            vmlinux,
+            bzimage,
+            initramfs,
+        }
     }
 }
 
@@ -148,9 +169,11 @@ pub struct ReadyLine {
 
 /// Finds and parses `husk-init ready uptime_ms=.. cpus=.. mem_total_kib=..`.
 pub fn find_ready_line(console: &str) -> Option<ReadyLine> {
-    let line = console
-        .lines()
-        .find_map(|line| line.trim_end_matches('\r').split_once(husk_protocol::READY_LINE_PREFIX).map(|(_, rest)| rest))?;
+    let line = console.lines().find_map(|line| {
+        line.trim_end_matches('\r')
+            .split_once(husk_protocol::READY_LINE_PREFIX)
+            .map(|(_, rest)| rest)
+    })?;
     let field = |key: &str| -> Option<u64> {
         line.split_whitespace()
             .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('=')?.parse().ok())
@@ -201,7 +224,11 @@ mod tests {
         let console = "[    0.5] Run /init as init process\r\nhusk-init ready uptime_ms=412 cpus=2 mem_total_kib=1012345\r\n";
         assert_eq!(
             find_ready_line(console),
-            Some(ReadyLine { uptime_ms: 412, cpus: 2, mem_total_kib: 1_012_345 })
+            Some(ReadyLine {
+                uptime_ms: 412,
+                cpus: 2,
+                mem_total_kib: 1_012_345
+            })
         );
         assert_eq!(find_ready_line("husk-init ready cpus=2"), None);
         assert_eq!(find_ready_line("no line"), None);

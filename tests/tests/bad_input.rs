@@ -24,7 +24,11 @@ fn assert_refused(run: &VmmRun, expected: &str) {
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "one line of error, got:\n{}", run.stderr);
     assert!(lines[0].starts_with("husk-vmm: "), "{}", lines[0]);
-    assert!(lines[0].contains(expected), "expected {expected:?} in: {}", lines[0]);
+    assert!(
+        lines[0].contains(expected),
+        "expected {expected:?} in: {}",
+        lines[0]
+    );
     assert_eq!(run.stdout, "");
 }
 
@@ -44,7 +48,10 @@ fn fake_elf(scratch: &Scratch) -> std::path::PathBuf {
 #[test]
 fn missing_kernel() {
     let run = run_vmm(&vmm(), &["--kernel", "/nonexistent/vmlinux"], TIMEOUT);
-    assert_refused(&run, "cannot read kernel /nonexistent/vmlinux: No such file or directory");
+    assert_refused(
+        &run,
+        "cannot read kernel /nonexistent/vmlinux: No such file or directory",
+    );
 }
 
 #[test]
@@ -62,7 +69,10 @@ fn unreadable_kernel() {
     fs::set_permissions(&kernel, fs::Permissions::from_mode(0o000)).unwrap();
     // Root reads anything; an unprivileged user can't read a 000 file.
     let run = as_nobody(&["--kernel", path(&kernel)]);
-    assert_refused(&run, &format!("cannot read kernel {}: Permission denied", kernel.display()));
+    assert_refused(
+        &run,
+        &format!("cannot read kernel {}: Permission denied", kernel.display()),
+    );
 }
 
 #[test]
@@ -70,7 +80,11 @@ fn kernel_that_is_neither_elf_nor_bzimage() {
     let scratch = Scratch::new("not-a-kernel");
     let kernel = scratch.file("kernel.txt");
     fs::write(&kernel, "#!/bin/sh\necho not a kernel\n".repeat(100)).unwrap();
-    let run = run_vmm(&vmm(), &["--kernel", path(&kernel), "--serial", "none"], TIMEOUT);
+    let run = run_vmm(
+        &vmm(),
+        &["--kernel", path(&kernel), "--serial", "none"],
+        TIMEOUT,
+    );
     assert_refused(&run, "is neither an ELF vmlinux nor a bzImage");
 }
 
@@ -80,7 +94,10 @@ fn initrd_that_does_not_fit_in_memory() {
     let scratch = Scratch::new("huge-initrd");
     let initrd = scratch.file("huge.cpio");
     // Sparse: 100 MiB of apparent size, nothing on disk.
-    fs::File::create(&initrd).unwrap().set_len(100 << 20).unwrap();
+    fs::File::create(&initrd)
+        .unwrap()
+        .set_len(100 << 20)
+        .unwrap();
     let run = run_vmm(
         &artifacts.vmm,
         &[
@@ -96,20 +113,32 @@ fn initrd_that_does_not_fit_in_memory() {
         TIMEOUT,
     );
     assert_refused(&run, "does not fit in guest memory above the kernel");
-    assert!(run.stderr.contains("--memory-mib"), "says what to do: {}", run.stderr);
+    assert!(
+        run.stderr.contains("--memory-mib"),
+        "says what to do: {}",
+        run.stderr
+    );
 }
 
 #[test]
 fn zero_vcpus() {
     let scratch = Scratch::new("zero-vcpus");
-    let run = run_vmm(&vmm(), &["--kernel", path(&fake_elf(&scratch)), "--vcpus", "0"], TIMEOUT);
+    let run = run_vmm(
+        &vmm(),
+        &["--kernel", path(&fake_elf(&scratch)), "--vcpus", "0"],
+        TIMEOUT,
+    );
     assert_refused(&run, "--vcpus 0: a VM needs between 1 and");
 }
 
 #[test]
 fn memory_below_the_minimum() {
     let scratch = Scratch::new("small-memory");
-    let run = run_vmm(&vmm(), &["--kernel", path(&fake_elf(&scratch)), "--memory-mib", "16"], TIMEOUT);
+    let run = run_vmm(
+        &vmm(),
+        &["--kernel", path(&fake_elf(&scratch)), "--memory-mib", "16"],
+        TIMEOUT,
+    );
     assert_refused(&run, "--memory-mib 16: guest memory must be between 32 and");
 }
 
@@ -118,15 +147,26 @@ fn no_kvm_device() {
     let scratch = Scratch::new("no-kvm");
     let run = run_vmm(
         &vmm(),
-        &["--kernel", path(&fake_elf(&scratch)), "--kvm", "/nonexistent/kvm"],
+        &[
+            "--kernel",
+            path(&fake_elf(&scratch)),
+            "--kvm",
+            "/nonexistent/kvm",
+        ],
         TIMEOUT,
     );
-    assert_refused(&run, "/nonexistent/kvm does not exist: this host offers no KVM");
+    assert_refused(
+        &run,
+        "/nonexistent/kvm does not exist: this host offers no KVM",
+    );
 }
 
 #[test]
 fn no_permission_on_kvm() {
-    assert!(Path::new("/dev/kvm").exists(), "this test needs /dev/kvm (root-only, mode 0600 or 0660)");
+    assert!(
+        Path::new("/dev/kvm").exists(),
+        "this test needs /dev/kvm (root-only, mode 0600 or 0660)"
+    );
     let scratch = Scratch::new("no-kvm-permission");
     fs::set_permissions(&scratch.path, fs::Permissions::from_mode(0o755)).unwrap();
     let run = as_nobody(&["--kernel", path(&fake_elf(&scratch))]);
@@ -137,14 +177,27 @@ fn no_permission_on_kvm() {
 fn kernel_command_line_too_long() {
     let scratch = Scratch::new("long-cmdline");
     let cmdline = "x".repeat(3000);
-    let run = run_vmm(&vmm(), &["--kernel", path(&fake_elf(&scratch)), "--cmdline", &cmdline], TIMEOUT);
-    assert_refused(&run, "kernel command line is 3000 bytes; the x86 kernel accepts at most 2047");
+    let run = run_vmm(
+        &vmm(),
+        &["--kernel", path(&fake_elf(&scratch)), "--cmdline", &cmdline],
+        TIMEOUT,
+    );
+    assert_refused(
+        &run,
+        "kernel command line is 3000 bytes; the x86 kernel accepts at most 2047",
+    );
 }
 
 #[test]
 fn unknown_flag_and_missing_value() {
-    assert_refused(&run_vmm(&vmm(), &["--kernel", "/k", "--bogus"], TIMEOUT), "unknown argument \"--bogus\"");
-    assert_refused(&run_vmm(&vmm(), &["--memory-mib"], TIMEOUT), "--memory-mib needs a value");
+    assert_refused(
+        &run_vmm(&vmm(), &["--kernel", "/k", "--bogus"], TIMEOUT),
+        "unknown argument \"--bogus\"",
+    );
+    assert_refused(
+        &run_vmm(&vmm(), &["--memory-mib"], TIMEOUT),
+        "--memory-mib needs a value",
+    );
 }
 
 /// Runs husk-vmm as the unprivileged user `nobody` (setpriv, util-linux).
@@ -156,7 +209,13 @@ fn as_nobody(args: &[&str]) -> VmmRun {
     let copy = scratch.file("husk-vmm");
     fs::copy(&vmm, &copy).unwrap();
     fs::set_permissions(&copy, fs::Permissions::from_mode(0o755)).unwrap();
-    let mut full = vec!["--reuid=65534", "--regid=65534", "--clear-groups", "--", path(&copy)];
+    let mut full = vec![
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--",
+        path(&copy),
+    ];
     full.extend_from_slice(args);
     run_vmm(Path::new("/usr/bin/setpriv"), &full, TIMEOUT)
 }

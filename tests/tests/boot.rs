@@ -2,15 +2,14 @@
 //! run it (tests/run-all runs this binary inside the nested test host where
 //! the host's own KVM can't).
 
-use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
+use std::{fs, thread};
 
 use husk_tests::{
-    cmdline, find_ready_line, require_bootable_kvm, run_vmm, wait_with_deadline, Artifacts, ReadyLine, Scratch,
-    BOOT_TIMEOUT,
+    cmdline, find_ready_line, require_bootable_kvm, run_vmm, wait_with_deadline, Artifacts,
+    ReadyLine, Scratch, BOOT_TIMEOUT,
 };
 
 /// husk-vmm's exit status for a crashed guest (see `husk-vmm --help`).
@@ -22,7 +21,12 @@ fn path(p: &Path) -> &str {
 
 /// Boots `kernel` with husk-init, the serial console going to `serial`, and
 /// `kernel_args` added to the default command line.
-fn run_guest(kernel: &Path, serial: &str, kernel_args: &str, extra_args: &[&str]) -> husk_tests::VmmRun {
+fn run_guest(
+    kernel: &Path,
+    serial: &str,
+    kernel_args: &str,
+    extra_args: &[&str],
+) -> husk_tests::VmmRun {
     require_bootable_kvm();
     let artifacts = Artifacts::get();
     let cmdline = cmdline(kernel_args);
@@ -46,7 +50,12 @@ fn run_guest(kernel: &Path, serial: &str, kernel_args: &str, extra_args: &[&str]
 fn boot(name: &str, extra_args: &[&str], kernel_args: &str) -> (husk_tests::VmmRun, String) {
     let scratch = Scratch::new(name);
     let console = scratch.file("console.log");
-    let run = run_guest(&Artifacts::get().vmlinux, path(&console), kernel_args, extra_args);
+    let run = run_guest(
+        &Artifacts::get().vmlinux,
+        path(&console),
+        kernel_args,
+        extra_args,
+    );
     let console = fs::read_to_string(&console).unwrap_or_default();
     if run.timed_out() {
         let tail: Vec<&str> = console.lines().rev().take(30).collect();
@@ -72,12 +81,20 @@ fn ready(run: &husk_tests::VmmRun, console: &str) -> ReadyLine {
 fn assert_boots_with(vcpus: u32, memory_mib: u64) {
     let (run, console) = boot(
         &format!("boot-{vcpus}-{memory_mib}"),
-        &["--vcpus", &vcpus.to_string(), "--memory-mib", &memory_mib.to_string()],
+        &[
+            "--vcpus",
+            &vcpus.to_string(),
+            "--memory-mib",
+            &memory_mib.to_string(),
+        ],
         "husk.exit=0",
     );
     let ready = ready(&run, &console);
     assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
-    assert_eq!(ready.cpus, vcpus, "vCPUs the guest brought online\n{console}");
+    assert_eq!(
+        ready.cpus, vcpus,
+        "vCPUs the guest brought online\n{console}"
+    );
     // MemTotal is what the kernel didn't keep for itself (its image, page
     // structs): most of what it got, never more.
     let given_kib = memory_mib * 1024;
@@ -120,7 +137,11 @@ fn serial_console_reaches_stdout() {
     let run = run_guest(&Artifacts::get().vmlinux, "stdout", "husk.exit=0", &[]);
     assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
     ready(&run, &run.stdout);
-    assert!(run.stdout.contains("Linux version 6.12"), "kernel banner on stdout:\n{}", run.stdout);
+    assert!(
+        run.stdout.contains("Linux version 6.12"),
+        "kernel banner on stdout:\n{}",
+        run.stdout
+    );
 }
 
 #[test]
@@ -135,7 +156,10 @@ fn serial_none_discards_the_console() {
 fn serial_file_gets_the_console_and_timings_cover_every_phase() {
     let (run, console) = boot("serial-file", &[], "husk.exit=0");
     assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
-    assert!(console.contains("Linux version 6.12"), "kernel banner in the file:\n{console}");
+    assert!(
+        console.contains("Linux version 6.12"),
+        "kernel banner in the file:\n{console}"
+    );
     ready(&run, &console);
     assert_eq!(run.stdout, "", "console went to the file, not stdout");
 
@@ -147,18 +171,42 @@ fn serial_file_gets_the_console_and_timings_cover_every_phase() {
     let phase = |name: &str| -> f64 {
         timing
             .split_whitespace()
-            .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.strip_suffix("ms")?.parse().ok())
+            .find_map(|pair| {
+                pair.strip_prefix(name)?
+                    .strip_prefix('=')?
+                    .strip_suffix("ms")?
+                    .parse()
+                    .ok()
+            })
             .unwrap_or_else(|| panic!("no {name} in {timing}"))
     };
-    let phases = ["kvm_ready", "first_kvm_run", "init_started", "init_ready", "exit"].map(phase);
-    assert!(phases.windows(2).all(|w| w[0] <= w[1]), "phases out of order: {timing}");
-    assert!(run.stderr.contains("husk-vmm: memory rss_kib="), "{}", run.stderr);
+    let phases = [
+        "kvm_ready",
+        "first_kvm_run",
+        "init_started",
+        "init_ready",
+        "exit",
+    ]
+    .map(phase);
+    assert!(
+        phases.windows(2).all(|w| w[0] <= w[1]),
+        "phases out of order: {timing}"
+    );
+    assert!(
+        run.stderr.contains("husk-vmm: memory rss_kib="),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]
 fn guest_exit_status_becomes_the_vmm_exit_code() {
     for status in [42, 1, 255] {
-        let (run, console) = boot(&format!("exit-{status}"), &[], &format!("husk.exit={status}"));
+        let (run, console) = boot(
+            &format!("exit-{status}"),
+            &[],
+            &format!("husk.exit={status}"),
+        );
         ready(&run, &console);
         assert_eq!(run.code(), Some(status), "stderr:\n{}", run.stderr);
     }
@@ -168,15 +216,25 @@ fn guest_exit_status_becomes_the_vmm_exit_code() {
 fn guest_panic_ends_the_vmm_with_the_crash_code_and_says_why() {
     let (run, console) = boot("panic", &[], "husk.exit=panic");
     ready(&run, &console);
-    assert_eq!(run.code(), Some(EXIT_GUEST_CRASHED), "stderr:\n{}", run.stderr);
+    assert_eq!(
+        run.code(),
+        Some(EXIT_GUEST_CRASHED),
+        "stderr:\n{}",
+        run.stderr
+    );
     assert!(console.contains("Kernel panic"), "console:\n{console}");
     assert!(
-        run.stderr.contains("the guest reset without handing back an exit status"),
+        run.stderr
+            .contains("the guest reset without handing back an exit status"),
         "stderr:\n{}",
         run.stderr
     );
     // The message quotes the end of the console, panic included.
-    assert!(run.stderr.contains("| ") && run.stderr.contains("Kernel panic"), "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains("| ") && run.stderr.contains("Kernel panic"),
+        "stderr:\n{}",
+        run.stderr
+    );
 }
 
 /// Starts a guest that holds, waits for its ready line, sends `signal`.
@@ -207,7 +265,10 @@ fn stop_holding_guest_with(signal: libc::c_int) -> (Option<i32>, String) {
     while find_ready_line(&fs::read_to_string(&console).unwrap_or_default()).is_none() {
         if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
             let _ = child.kill();
-            panic!("guest never got ready:\n{}", fs::read_to_string(&console).unwrap_or_default());
+            panic!(
+                "guest never got ready:\n{}",
+                fs::read_to_string(&console).unwrap_or_default()
+            );
         }
         thread::sleep(Duration::from_millis(50));
     }
@@ -225,7 +286,10 @@ fn stop_holding_guest_with(signal: libc::c_int) -> (Option<i32>, String) {
 fn sigterm_ends_the_vm_and_the_process() {
     let (code, stderr) = stop_holding_guest_with(libc::SIGTERM);
     assert_eq!(code, Some(128 + libc::SIGTERM), "stderr:\n{stderr}");
-    assert!(stderr.contains("stopped the VM on signal 15"), "stderr:\n{stderr}");
+    assert!(
+        stderr.contains("stopped the VM on signal 15"),
+        "stderr:\n{stderr}"
+    );
 }
 
 #[test]

@@ -99,12 +99,22 @@ pub fn build_vmm(config: &VmConfig, timeline: Arc<Timeline>) -> Result<Vmm, Buil
         Ok((io_bus, console_tail, vcpus))
     })?;
     timeline.record(Phase::KvmReady);
-    Ok(Vmm::new(kvm, vm, guest_memory, vcpus, io_bus, timeline, console_tail))
+    Ok(Vmm::new(
+        kvm,
+        vm,
+        guest_memory,
+        vcpus,
+        io_bus,
+        timeline,
+        console_tail,
+    ))
 }
 
 /// A build step's result from its thread (a panic there goes on here).
 fn join<T>(handle: thread::ScopedJoinHandle<'_, Result<T, VmError>>) -> Result<T, VmError> {
-    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    handle
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Kernel, initrd, command line, the boot information for the kernel's
@@ -120,7 +130,13 @@ fn load_guest(config: &VmConfig, guest_memory: &GuestMemoryMmap) -> Result<Entry
     match kernel.entry.protocol {
         BootProtocol::Pvh => boot::write_pvh_start_info(guest_memory, memory_size, initrd)?,
         BootProtocol::Linux64 => {
-            boot::write_zero_page(guest_memory, memory_size, &kernel, config.cmdline.len(), initrd)?;
+            boot::write_zero_page(
+                guest_memory,
+                memory_size,
+                &kernel,
+                config.cmdline.len(),
+                initrd,
+            )?;
             regs::write_identity_page_tables(guest_memory)?;
         }
     }
@@ -140,23 +156,37 @@ fn legacy_devices(
     let sink: Option<Box<dyn Write + Send>> = match &config.serial {
         SerialSink::Stdout => Some(Box::new(std::io::stdout())),
         SerialSink::File(path) => {
-            let file = File::create(path).map_err(|source| BuildError::SerialFile { path: path.clone(), source })?;
+            let file = File::create(path).map_err(|source| BuildError::SerialFile {
+                path: path.clone(),
+                source,
+            })?;
             Some(Box::new(LineWriter::new(file)))
         }
         SerialSink::None => None,
     };
-    let serial_interrupt = EventFd::new(libc::EFD_NONBLOCK)
-        .map_err(|source| BuildError::InterruptEventFd { device: "serial", source })?;
+    let serial_interrupt =
+        EventFd::new(libc::EFD_NONBLOCK).map_err(|source| BuildError::InterruptEventFd {
+            device: "serial",
+            source,
+        })?;
     vm.register_irqfd("serial", &serial_interrupt, SERIAL_IRQ)?;
     let output: Box<dyn Write + Send> = Box::new(ConsoleWriter::new(sink, console_tail));
     let serial = Serial::new(Box::new(serial_interrupt), Some(output));
 
     let mut bus = Bus::new();
     let place = |device| move |source| BuildError::Bus { device, source };
-    bus.insert(SERIAL_PORT_BASE.into(), SERIAL_PORT_LEN.into(), Arc::new(Mutex::new(serial)))
-        .map_err(place("serial"))?;
-    bus.insert(I8042_PORT_BASE.into(), I8042_PORT_LEN.into(), Arc::new(Mutex::new(I8042::new())))
-        .map_err(place("i8042"))?;
+    bus.insert(
+        SERIAL_PORT_BASE.into(),
+        SERIAL_PORT_LEN.into(),
+        Arc::new(Mutex::new(serial)),
+    )
+    .map_err(place("serial"))?;
+    bus.insert(
+        I8042_PORT_BASE.into(),
+        I8042_PORT_LEN.into(),
+        Arc::new(Mutex::new(I8042::new())),
+    )
+    .map_err(place("i8042"))?;
     bus.insert(
         PORT_BASE.into(),
         PORT_COUNT.into(),

@@ -83,12 +83,21 @@ impl VmConfig {
 }
 
 fn check_readable(what: &'static str, path: &Path) -> Result<(), ConfigError> {
-    let file = File::open(path).map_err(|source| ConfigError::Unreadable { what, path: path.to_owned(), source })?;
-    let metadata = file
-        .metadata()
-        .map_err(|source| ConfigError::Unreadable { what, path: path.to_owned(), source })?;
+    let file = File::open(path).map_err(|source| ConfigError::Unreadable {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
+    let metadata = file.metadata().map_err(|source| ConfigError::Unreadable {
+        what,
+        path: path.to_owned(),
+        source,
+    })?;
     if !metadata.is_file() {
-        return Err(ConfigError::NotAFile { what, path: path.to_owned() });
+        return Err(ConfigError::NotAFile {
+            what,
+            path: path.to_owned(),
+        });
     }
     Ok(())
 }
@@ -97,7 +106,9 @@ fn check_readable(what: &'static str, path: &Path) -> Result<(), ConfigError> {
 pub enum ConfigError {
     #[error("--vcpus {0}: a VM needs between 1 and {MAX_SUPPORTED_CPUS} vCPUs")]
     Vcpus(u64),
-    #[error("--memory-mib {0}: guest memory must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB} MiB")]
+    #[error(
+        "--memory-mib {0}: guest memory must be between {MIN_MEMORY_MIB} and {MAX_MEMORY_MIB} MiB"
+    )]
     Memory(u64),
     #[error("--cmdline")]
     Cmdline(#[source] BootError),
@@ -164,7 +175,10 @@ mod tests {
         let mut config = self::config();
         config.initrd = Some(PathBuf::from("/"));
         let err = config.validate().unwrap_err();
-        assert!(matches!(err, ConfigError::NotAFile { what: "initrd", .. }), "{err}");
+        assert!(
+            matches!(err, ConfigError::NotAFile { what: "initrd", .. }),
+            "{err}"
+        );
     }
 
     #[test]
@@ -178,6 +192,9 @@ mod tests {
     fn serial_sink_parsing() {
         assert_eq!(SerialSink::parse("stdout"), SerialSink::Stdout);
         assert_eq!(SerialSink::parse("none"), SerialSink::None);
-        assert_eq!(SerialSink::parse("/tmp/console.log"), SerialSink::File("/tmp/console.log".into()));
+        assert_eq!(
+            SerialSink::parse("/tmp/console.log"),
+            SerialSink::File("/tmp/console.log".into())
+        );
     }
 }

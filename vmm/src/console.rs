@@ -28,7 +28,9 @@ impl ConsoleTail {
         for &byte in bytes {
             match byte {
                 b'\n' => {
-                    let line = String::from_utf8_lossy(&state.partial).trim_end_matches('\r').to_owned();
+                    let line = String::from_utf8_lossy(&state.partial)
+                        .trim_end_matches('\r')
+                        .to_owned();
                     state.partial.clear();
                     if state.lines.len() == TAIL_LINES {
                         state.lines.pop_front();

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use husk_vmm::builder::build_vmm;
-use husk_vmm::signals::SignalFd;
 use husk_vmm::config::{
     SerialSink, VmConfig, DEFAULT_CMDLINE, DEFAULT_KVM_PATH, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS,
     MIN_MEMORY_MIB,
 };
+use husk_vmm::signals::SignalFd;
 use husk_vmm::timing::Timeline;
 use husk_vmm::vmm::VmOutcome;
 
@@ -78,7 +78,9 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
+            Some((flag, value)) if flag.starts_with("--") => {
+                (flag.to_owned(), Some(value.to_owned()))
+            }
             _ => (arg.clone(), None),
         };
         let mut value = || -> Result<String, String> {
@@ -95,11 +97,15 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             "--cmdline" => cmdline = Some(value()?),
             "--memory-mib" => {
                 let v = value()?;
-                memory_mib = v.parse().map_err(|_| format!("--memory-mib {v:?}: expected a number of MiB"))?;
+                memory_mib = v
+                    .parse()
+                    .map_err(|_| format!("--memory-mib {v:?}: expected a number of MiB"))?;
             }
             "--vcpus" => {
                 let v = value()?;
-                vcpus = v.parse().map_err(|_| format!("--vcpus {v:?}: expected a number from 1 to 255"))?;
+                vcpus = v
+                    .parse()
+                    .map_err(|_| format!("--vcpus {v:?}: expected a number from 1 to 255"))?;
             }
             "--serial" => serial = SerialSink::parse(&value()?),
             "--kvm" => kvm_path = PathBuf::from(value()?),
@@ -216,8 +222,17 @@ mod tests {
     #[test]
     fn flags_in_both_spellings() {
         let Ok(Parsed::Run(args)) = parse(&[
-            "--kernel", "/k", "--initrd=/i", "--memory-mib", "256", "--vcpus=2", "--serial", "none",
-            "--cmdline", "console=ttyS0 quiet", "--timings",
+            "--kernel",
+            "/k",
+            "--initrd=/i",
+            "--memory-mib",
+            "256",
+            "--vcpus=2",
+            "--serial",
+            "none",
+            "--cmdline",
+            "console=ttyS0 quiet",
+            "--timings",
         ]) else {
             panic!("should parse");
         };
@@ -237,7 +252,9 @@ mod tests {
         assert!(err(&["--kernel", "/k", "--vcpus", "two"]).contains("--vcpus \"two\""));
         assert!(err(&["--kernel", "/k", "--vcpus", "300"]).contains("--vcpus \"300\""));
         assert!(err(&["--kernel", "/k", "--memory-mib", "-1"]).contains("--memory-mib"));
-        assert!(err(&["--kernel", "/k", "--frobnicate"]).contains("unknown argument \"--frobnicate\""));
+        assert!(
+            err(&["--kernel", "/k", "--frobnicate"]).contains("unknown argument \"--frobnicate\"")
+        );
     }
 
     #[test]

@@ -30,13 +30,18 @@ impl MemoryUsage {
 /// Sums the `Rss:` lines of `smaps`, split by whether the mapping starts at
 /// one of `guest_ranges` (host address ranges of guest RAM).
 pub fn parse_smaps(smaps: &str, guest_ranges: &[(u64, u64)]) -> MemoryUsage {
-    let mut usage = MemoryUsage { rss_kib: 0, guest_kib: 0 };
+    let mut usage = MemoryUsage {
+        rss_kib: 0,
+        guest_kib: 0,
+    };
     let mut in_guest = false;
     for line in smaps.lines() {
         let mut fields = line.split_whitespace();
         let Some(first) = fields.next() else { continue };
         if let Some((start, end)) = first.split_once('-') {
-            if let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) {
+            if let (Ok(start), Ok(end)) =
+                (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+            {
                 in_guest = guest_ranges.iter().any(|&(s, e)| start >= s && end <= e);
                 continue;
             }
@@ -76,7 +81,13 @@ Rss:                  12 kB
     #[test]
     fn guest_pages_are_told_apart_from_the_vmm() {
         let usage = parse_smaps(SMAPS, &[(0x7f00_0000_0000, 0x7f00_0800_0000)]);
-        assert_eq!(usage, MemoryUsage { rss_kib: 21292, guest_kib: 20480 });
+        assert_eq!(
+            usage,
+            MemoryUsage {
+                rss_kib: 21292,
+                guest_kib: 20480
+            }
+        );
         assert_eq!(usage.overhead_kib(), 812);
         assert!(usage.summary().ends_with("overhead_kib=812"));
     }

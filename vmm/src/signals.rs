@@ -47,7 +47,10 @@ impl SignalFd {
             };
         }
         if ret as usize != size {
-            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read from signalfd"));
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "short read from signalfd",
+            ));
         }
         // SAFETY: the kernel filled the whole structure (checked above).
         let info = unsafe { info.assume_init() };

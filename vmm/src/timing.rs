@@ -58,8 +58,18 @@ impl Timeline {
 
     /// Records `phase` now, unless it was already recorded.
     pub fn record(&self, phase: Phase) {
-        let nanos = self.origin.elapsed().as_nanos().min(u128::from(u64::MAX - 1)) as u64 + 1;
-        let _ = self.stamps[phase as usize].compare_exchange(0, nanos, Ordering::AcqRel, Ordering::Acquire);
+        let nanos = self
+            .origin
+            .elapsed()
+            .as_nanos()
+            .min(u128::from(u64::MAX - 1)) as u64
+            + 1;
+        let _ = self.stamps[phase as usize].compare_exchange(
+            0,
+            nanos,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 
     pub fn get(&self, phase: Phase) -> Option<Duration> {
@@ -97,7 +107,10 @@ mod tests {
         assert_eq!(timeline.get(Phase::InitStarted), Some(first));
         timeline.record(Phase::KvmReady);
         let summary = timeline.summary();
-        assert!(summary.starts_with("husk-vmm: timing kvm_ready="), "{summary}");
+        assert!(
+            summary.starts_with("husk-vmm: timing kvm_ready="),
+            "{summary}"
+        );
         assert!(summary.contains(" init_started="), "{summary}");
         assert!(!summary.contains("exit="), "{summary}");
         assert!(summary.find("kvm_ready").unwrap() < summary.find("init_started").unwrap());

@@ -148,7 +148,10 @@ impl Vmm {
         }
         self.timeline.record(Phase::Exit);
         let memory = metrics::memory_usage(&host_ranges(&self.guest_memory));
-        Ok(VmReport { outcome: outcome?, memory })
+        Ok(VmReport {
+            outcome: outcome?,
+            memory,
+        })
     }
 }
 
@@ -170,7 +173,12 @@ fn wait_for_end(
     event_manager.add_subscriber(controller.clone());
     loop {
         event_manager.run().map_err(RuntimeError::EventLoop)?;
-        if let Some(outcome) = controller.lock().unwrap_or_else(|p| p.into_inner()).outcome.take() {
+        if let Some(outcome) = controller
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .outcome
+            .take()
+        {
             return Ok(outcome);
         }
     }
@@ -209,7 +217,9 @@ impl Controller {
         while let Ok(stop) = self.stops.try_recv() {
             let outcome = match stop {
                 VcpuStop::GuestExit(status) => VmOutcome::GuestExit(status),
-                VcpuStop::GuestReset => VmOutcome::GuestCrashed { triple_fault: false },
+                VcpuStop::GuestReset => VmOutcome::GuestCrashed {
+                    triple_fault: false,
+                },
                 VcpuStop::TripleFault => VmOutcome::GuestCrashed { triple_fault: true },
                 VcpuStop::Failed(error) => VmOutcome::VcpuFailed(error),
                 VcpuStop::Stopped => continue,

@@ -45,8 +45,16 @@ impl Bus {
         Self::default()
     }
 
-    pub fn insert(&mut self, base: u64, len: u64, device: Arc<Mutex<dyn BusDevice>>) -> Result<(), BusError> {
-        let end = base.checked_add(len).filter(|_| len > 0).ok_or(BusError::InvalidRange { base, len })?;
+    pub fn insert(
+        &mut self,
+        base: u64,
+        len: u64,
+        device: Arc<Mutex<dyn BusDevice>>,
+    ) -> Result<(), BusError> {
+        let end = base
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or(BusError::InvalidRange { base, len })?;
         // The only candidates for overlap: the last range starting before
         // `end`.
         if let Some((&other, range)) = self.ranges.range(..end).next_back() {
@@ -88,8 +96,12 @@ impl Bus {
 /// A device's lock is only poisoned if a vCPU thread panicked inside it, and
 /// the release profile aborts on panic; recover the state rather than
 /// cascading.
-fn lock<'a>(device: &'a Mutex<dyn BusDevice + 'static>) -> std::sync::MutexGuard<'a, dyn BusDevice + 'static> {
-    device.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+fn lock<'a>(
+    device: &'a Mutex<dyn BusDevice + 'static>,
+) -> std::sync::MutexGuard<'a, dyn BusDevice + 'static> {
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -126,7 +138,8 @@ mod tests {
     #[test]
     fn addresses_outside_every_range_are_unclaimed() {
         let mut bus = Bus::new();
-        bus.insert(0x60, 5, Arc::new(Mutex::new(Recorder::default()))).unwrap();
+        bus.insert(0x60, 5, Arc::new(Mutex::new(Recorder::default())))
+            .unwrap();
         let mut data = [0u8; 1];
         assert!(!bus.read(0x5f, &mut data));
         assert!(!bus.read(0x65, &mut data));
@@ -143,12 +156,22 @@ mod tests {
         bus.insert(0x100, 0x10, device()).unwrap();
         assert_eq!(
             bus.insert(0x10f, 1, device()),
-            Err(BusError::Overlap { base: 0x10f, len: 1, other: 0x100 })
+            Err(BusError::Overlap {
+                base: 0x10f,
+                len: 1,
+                other: 0x100
+            })
         );
         assert!(bus.insert(0xf8, 0x9, device()).is_err());
         assert!(bus.insert(0xf8, 0x8, device()).is_ok());
         assert!(bus.insert(0x110, 0x10, device()).is_ok());
-        assert_eq!(bus.insert(0x200, 0, device()), Err(BusError::InvalidRange { base: 0x200, len: 0 }));
+        assert_eq!(
+            bus.insert(0x200, 0, device()),
+            Err(BusError::InvalidRange {
+                base: 0x200,
+                len: 0
+            })
+        );
         assert!(bus.insert(u64::MAX, 2, device()).is_err());
     }
 }

@@ -46,11 +46,20 @@ pub struct KvmContext {
 
 impl KvmContext {
     pub fn open(path: &Path) -> Result<Self, KvmError> {
-        let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| KvmError::Missing { path: path.to_owned() })?;
+        let c_path = CString::new(path.as_os_str().as_bytes()).map_err(|_| KvmError::Missing {
+            path: path.to_owned(),
+        })?;
         let kvm = Kvm::new_with_path(c_path).map_err(|source| match source.errno() {
-            libc::ENOENT | libc::ENODEV | libc::ENXIO => KvmError::Missing { path: path.to_owned() },
-            libc::EACCES | libc::EPERM => KvmError::PermissionDenied { path: path.to_owned() },
-            _ => KvmError::Open { path: path.to_owned(), source },
+            libc::ENOENT | libc::ENODEV | libc::ENXIO => KvmError::Missing {
+                path: path.to_owned(),
+            },
+            libc::EACCES | libc::EPERM => KvmError::PermissionDenied {
+                path: path.to_owned(),
+            },
+            _ => KvmError::Open {
+                path: path.to_owned(),
+                source,
+            },
         })?;
         let version = kvm.get_api_version();
         if version != KVM_API_VERSION as i32 {
@@ -64,7 +73,10 @@ impl KvmContext {
         let supported_cpuid = kvm
             .get_supported_cpuid(KVM_MAX_CPUID_ENTRIES)
             .map_err(KvmError::SupportedCpuid)?;
-        Ok(Self { kvm, supported_cpuid })
+        Ok(Self {
+            kvm,
+            supported_cpuid,
+        })
     }
 
     pub fn kvm(&self) -> &Kvm {

@@ -51,7 +51,10 @@ pub fn create_guest_memory(size: u64) -> Result<GuestMemoryMmap, MemoryError> {
         .into_iter()
         .map(|(start, len)| (GuestAddress(start), len as usize))
         .collect();
-    GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Map { size_mib: size >> 20, source })
+    GuestMemoryMmap::from_ranges(&ranges).map_err(|source| MemoryError::Map {
+        size_mib: size >> 20,
+        source,
+    })
 }
 
 /// Makes every region of `mem` a KVM memory slot.
@@ -89,7 +92,11 @@ pub fn map_file_into_guest(
     file: &File,
     len: u64,
 ) -> Result<(), MemoryError> {
-    let map_error = |source| MemoryError::MapFile { addr: addr.0, len, source };
+    let map_error = |source| MemoryError::MapFile {
+        addr: addr.0,
+        len,
+        source,
+    };
     if addr.0 % PAGE_SIZE != 0 || len == 0 {
         return Err(map_error(io::Error::from(io::ErrorKind::InvalidInput)));
     }
@@ -157,12 +164,20 @@ mod tests {
         mem.write_obj(0xaau8, GuestAddress(0x1fff)).unwrap();
         mem.write_obj(0xbbu8, GuestAddress(0x4000)).unwrap();
         let contents: Vec<u8> = (0..5000u32).map(|i| (i % 251) as u8).collect();
-        map_file_into_guest(&mem, GuestAddress(0x2000), &temp_file(&contents), contents.len() as u64).unwrap();
+        map_file_into_guest(
+            &mem,
+            GuestAddress(0x2000),
+            &temp_file(&contents),
+            contents.len() as u64,
+        )
+        .unwrap();
 
         let mut back = vec![0u8; contents.len()];
         mem.read_slice(&mut back, GuestAddress(0x2000)).unwrap();
         assert_eq!(back, contents);
-        let tail: u8 = mem.read_obj(GuestAddress(0x2000 + contents.len() as u64)).unwrap();
+        let tail: u8 = mem
+            .read_obj(GuestAddress(0x2000 + contents.len() as u64))
+            .unwrap();
         assert_eq!(tail, 0, "past the end of the file reads as zero");
         assert_eq!(mem.read_obj::<u8>(GuestAddress(0x1fff)).unwrap(), 0xaa);
         assert_eq!(mem.read_obj::<u8>(GuestAddress(0x4000)).unwrap(), 0xbb);
@@ -177,7 +192,9 @@ mod tests {
         let mem = create_guest_memory(1 << 20).unwrap();
         let file = temp_file(b"data");
         assert!(map_file_into_guest(&mem, GuestAddress(0x2001), &file, 4).is_err());
-        assert!(map_file_into_guest(&mem, GuestAddress((1 << 20) - 0x1000), &file, 0x2000).is_err());
+        assert!(
+            map_file_into_guest(&mem, GuestAddress((1 << 20) - 0x1000), &file, 0x2000).is_err()
+        );
         assert!(map_file_into_guest(&mem, GuestAddress(0x2000), &file, 0).is_err());
     }
 }

@@ -31,7 +31,11 @@ pub enum VcpuError {
         source: kvm_ioctls::Error,
     },
     #[error("configure vCPU {index}: KVM took {set} of the {wanted} boot MSRs")]
-    PartialMsrs { index: u8, set: usize, wanted: usize },
+    PartialMsrs {
+        index: u8,
+        set: usize,
+        wanted: usize,
+    },
     #[error("build the MSR list for vCPU {index}")]
     MsrList {
         index: u8,
@@ -46,7 +50,9 @@ pub enum VcpuError {
         #[source]
         source: kvm_ioctls::Error,
     },
-    #[error("vCPU {index}: KVM could not enter the guest (hardware entry failure reason {reason:#x})")]
+    #[error(
+        "vCPU {index}: KVM could not enter the guest (hardware entry failure reason {reason:#x})"
+    )]
     FailEntry { index: u8, reason: u64 },
     #[error("vCPU {index}: KVM internal error (emulation failure); this host's KVM may not be able to run the guest")]
     InternalError { index: u8 },
@@ -101,22 +107,40 @@ impl Vcpu {
     /// CPUID, MSRs, FPU and LAPIC for every vCPU; registers for the boot
     /// vCPU, which starts at `entry`. The others wait in KVM for the boot
     /// vCPU's INIT/SIPI.
-    pub fn configure(&self, kvm: &KvmContext, count: u8, entry: EntryPoint) -> Result<(), VcpuError> {
+    pub fn configure(
+        &self,
+        kvm: &KvmContext,
+        count: u8,
+        entry: EntryPoint,
+    ) -> Result<(), VcpuError> {
         let index = self.index;
-        let step = |step| move |source| VcpuError::Configure { index, step, source };
+        let step = |step| {
+            move |source| VcpuError::Configure {
+                index,
+                step,
+                source,
+            }
+        };
 
         let mut cpuid = kvm.supported_cpuid().clone();
         cpuid::adjust_for_vcpu(&mut cpuid, VcpuTopology { index, count });
         self.fd.set_cpuid2(&cpuid).map_err(step("set CPUID"))?;
 
         let entries = boot_msr_entries();
-        let msrs = Msrs::from_entries(&entries).map_err(|source| VcpuError::MsrList { index, source })?;
+        let msrs =
+            Msrs::from_entries(&entries).map_err(|source| VcpuError::MsrList { index, source })?;
         let set = self.fd.set_msrs(&msrs).map_err(step("set MSRs"))?;
         if set != entries.len() {
-            return Err(VcpuError::PartialMsrs { index, set, wanted: entries.len() });
+            return Err(VcpuError::PartialMsrs {
+                index,
+                set,
+                wanted: entries.len(),
+            });
         }
 
-        self.fd.set_fpu(&regs::boot_fpu()).map_err(step("set FPU state"))?;
+        self.fd
+            .set_fpu(&regs::boot_fpu())
+            .map_err(step("set FPU state"))?;
 
         let mut lapic = self.fd.get_lapic().map_err(step("get LAPIC"))?;
         set_lint_delivery_modes(&mut lapic);
@@ -127,7 +151,9 @@ impl Vcpu {
             self.fd
                 .set_sregs(&regs::boot_sregs(sregs, entry.protocol))
                 .map_err(step("set special registers"))?;
-            self.fd.set_regs(&regs::boot_regs(entry)).map_err(step("set registers"))?;
+            self.fd
+                .set_regs(&regs::boot_regs(entry))
+                .map_err(step("set registers"))?;
         }
         Ok(())
     }
@@ -166,9 +192,14 @@ impl Vcpu {
                 Ok(VcpuExit::FailEntry(reason, _)) => {
                     return VcpuStop::Failed(VcpuError::FailEntry { index, reason })
                 }
-                Ok(VcpuExit::InternalError) => return VcpuStop::Failed(VcpuError::InternalError { index }),
+                Ok(VcpuExit::InternalError) => {
+                    return VcpuStop::Failed(VcpuError::InternalError { index })
+                }
                 Ok(exit) => {
-                    return VcpuStop::Failed(VcpuError::UnexpectedExit { index, exit: format!("{exit:?}") })
+                    return VcpuStop::Failed(VcpuError::UnexpectedExit {
+                        index,
+                        exit: format!("{exit:?}"),
+                    })
                 }
                 Err(error) if matches!(error.errno(), libc::EINTR | libc::EAGAIN) => {}
                 Err(source) => return VcpuStop::Failed(VcpuError::Run { index, source }),

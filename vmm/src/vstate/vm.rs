@@ -56,7 +56,9 @@ impl Vm {
             flags: KVM_PIT_SPEAKER_DUMMY,
             ..Default::default()
         };
-        self.fd.create_pit2(pit_config).map_err(VmError::CreatePit)?;
+        self.fd
+            .create_pit2(pit_config)
+            .map_err(VmError::CreatePit)?;
         Ok(())
     }
 
@@ -65,10 +67,19 @@ impl Vm {
     }
 
     /// Writes to `event` raise `irq` on the in-kernel PIC and I/O APIC.
-    pub fn register_irqfd(&self, device: &'static str, event: &EventFd, irq: u32) -> Result<(), VmError> {
+    pub fn register_irqfd(
+        &self,
+        device: &'static str,
+        event: &EventFd,
+        irq: u32,
+    ) -> Result<(), VmError> {
         self.fd
             .register_irqfd(event, irq)
-            .map_err(|source| VmError::RegisterIrqfd { device, irq, source })
+            .map_err(|source| VmError::RegisterIrqfd {
+                device,
+                irq,
+                source,
+            })
     }
 
     pub fn fd(&self) -> &VmFd {

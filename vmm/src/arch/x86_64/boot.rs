@@ -12,7 +12,9 @@ use linux_loader::loader::elf::start_info::{
 use linux_loader::loader::{BzImage, Elf, KernelLoader, PvhBootCapability};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
-use super::layout::{CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, PVH_INFO_START, ZERO_PAGE_START};
+use super::layout::{
+    CMDLINE_MAX_SIZE, CMDLINE_START, HIMEM_START, PVH_INFO_START, ZERO_PAGE_START,
+};
 use super::memory_map::{e820_map, low_ram_end, E820Entry};
 use super::regs::{BootProtocol, EntryPoint};
 use crate::vstate::memory::{map_file_into_guest, MemoryError};
@@ -104,7 +106,10 @@ pub struct InitrdPlacement {
 /// sector signature 0xaa55 at 0x1fe and "HdrS" at 0x202 (boot protocol).
 pub fn kernel_format(image: &mut File, path: &Path) -> Result<KernelFormat, BootError> {
     let mut head = [0u8; 0x206];
-    let read_error = |source| BootError::ReadKernel { path: path.to_owned(), source };
+    let read_error = |source| BootError::ReadKernel {
+        path: path.to_owned(),
+        source,
+    };
     image.seek(SeekFrom::Start(0)).map_err(read_error)?;
     let mut filled = 0;
     while filled < head.len() {
@@ -115,18 +120,30 @@ pub fn kernel_format(image: &mut File, path: &Path) -> Result<KernelFormat, Boot
     }
     if filled >= 4 && head[..4] == *b"\x7fELF" {
         Ok(KernelFormat::Elf)
-    } else if filled == head.len() && head[0x1fe..0x200] == [0x55, 0xaa] && head[0x202..0x206] == *b"HdrS" {
+    } else if filled == head.len()
+        && head[0x1fe..0x200] == [0x55, 0xaa]
+        && head[0x202..0x206] == *b"HdrS"
+    {
         Ok(KernelFormat::BzImage)
     } else {
-        Err(BootError::UnknownKernelFormat { path: path.to_owned() })
+        Err(BootError::UnknownKernelFormat {
+            path: path.to_owned(),
+        })
     }
 }
 
 /// Loads `path` into guest memory and says how to enter it: an ELF vmlinux
 /// through its PVH note when it has one (no decompression, no page tables),
 /// otherwise through the 64-bit Linux boot protocol.
-pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path, memory_size: u64) -> Result<LoadedKernel, BootError> {
-    let mut image = File::open(path).map_err(|source| BootError::OpenKernel { path: path.to_owned(), source })?;
+pub fn load_kernel(
+    mem: &GuestMemoryMmap,
+    path: &Path,
+    memory_size: u64,
+) -> Result<LoadedKernel, BootError> {
+    let mut image = File::open(path).map_err(|source| BootError::OpenKernel {
+        path: path.to_owned(),
+        source,
+    })?;
     let format = kernel_format(&mut image, path)?;
     let load_error = |source| BootError::LoadKernel {
         path: path.to_owned(),
@@ -138,10 +155,20 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path, memory_size: u64) -> Resu
         KernelFormat::Elf => {
             let result = Elf::load(mem, None, &mut image, himem).map_err(load_error)?;
             let entry = match result.pvh_boot_cap {
-                PvhBootCapability::PvhEntryPresent(addr) => EntryPoint { addr, protocol: BootProtocol::Pvh },
-                _ => EntryPoint { addr: result.kernel_load, protocol: BootProtocol::Linux64 },
+                PvhBootCapability::PvhEntryPresent(addr) => EntryPoint {
+                    addr,
+                    protocol: BootProtocol::Pvh,
+                },
+                _ => EntryPoint {
+                    addr: result.kernel_load,
+                    protocol: BootProtocol::Linux64,
+                },
             };
-            Ok(LoadedKernel { entry, kernel_end: result.kernel_end, setup_header: None })
+            Ok(LoadedKernel {
+                entry,
+                kernel_end: result.kernel_end,
+                setup_header: None,
+            })
         }
         KernelFormat::BzImage => {
             let result = BzImage::load(mem, None, &mut image, himem).map_err(load_error)?;
@@ -179,10 +206,16 @@ pub fn load_initrd(
     kernel: &LoadedKernel,
     memory_size: u64,
 ) -> Result<InitrdPlacement, BootError> {
-    let file = File::open(path).map_err(|source| BootError::OpenInitrd { path: path.to_owned(), source })?;
+    let file = File::open(path).map_err(|source| BootError::OpenInitrd {
+        path: path.to_owned(),
+        source,
+    })?;
     let size = file
         .metadata()
-        .map_err(|source| BootError::OpenInitrd { path: path.to_owned(), source })?
+        .map_err(|source| BootError::OpenInitrd {
+            path: path.to_owned(),
+            source,
+        })?
         .len();
     let mut limit = low_ram_end(memory_size);
     if let Some(header) = kernel.setup_header {
@@ -190,13 +223,22 @@ pub fn load_initrd(
             limit = limit.min(u64::from(header.initrd_addr_max) + 1);
         }
     }
-    let addr = initrd_address(size, kernel.kernel_end, limit)
-        .map_err(|room| BootError::InitrdTooLarge { path: path.to_owned(), size, room })?;
+    let addr = initrd_address(size, kernel.kernel_end, limit).map_err(|room| {
+        BootError::InitrdTooLarge {
+            path: path.to_owned(),
+            size,
+            room,
+        }
+    })?;
     if size > 0 {
         // Mapped rather than copied: the guest reads it once, and VMs
         // booting the same initrd share its pages.
-        map_file_into_guest(mem, GuestAddress(addr), &file, size)
-            .map_err(|source| BootError::MapInitrd { path: path.to_owned(), source })?;
+        map_file_into_guest(mem, GuestAddress(addr), &file, size).map_err(|source| {
+            BootError::MapInitrd {
+                path: path.to_owned(),
+                source,
+            }
+        })?;
     }
     Ok(InitrdPlacement { addr, size })
 }
@@ -204,7 +246,9 @@ pub fn load_initrd(
 /// Checks the command line against the kernel's limit before anything runs.
 pub fn validate_cmdline(cmdline: &str) -> Result<(), BootError> {
     if cmdline.len() >= CMDLINE_MAX_SIZE {
-        return Err(BootError::CmdlineTooLong { length: cmdline.len() });
+        return Err(BootError::CmdlineTooLong {
+            length: cmdline.len(),
+        });
     }
     if cmdline.as_bytes().contains(&0) {
         return Err(BootError::CmdlineHasNul);
@@ -219,7 +263,10 @@ pub fn write_cmdline(mem: &GuestMemoryMmap, cmdline: &str) -> Result<(), BootErr
     bytes.extend_from_slice(cmdline.as_bytes());
     bytes.push(0);
     mem.write_slice(&bytes, GuestAddress(CMDLINE_START))
-        .map_err(|source| BootError::WriteBootInfo { what: "the kernel command line", source })
+        .map_err(|source| BootError::WriteBootInfo {
+            what: "the kernel command line",
+            source,
+        })
 }
 
 // linux-loader's PVH structures are plain `repr(C)` integers without padding
@@ -326,7 +373,10 @@ pub fn write_zero_page(
     }
     params.e820_entries = map.len() as u8;
     mem.write_obj(params, GuestAddress(ZERO_PAGE_START))
-        .map_err(|source| BootError::WriteBootInfo { what: "the zero page", source })
+        .map_err(|source| BootError::WriteBootInfo {
+            what: "the zero page",
+            source,
+        })
 }
 
 #[cfg(test)]
@@ -342,7 +392,8 @@ mod tests {
     }
 
     fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
-        let path = std::env::temp_dir().join(format!("husk-vmm-test-{}-{name}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("husk-vmm-test-{}-{name}", std::process::id()));
         File::create(&path).unwrap().write_all(bytes).unwrap();
         path
     }
@@ -350,19 +401,32 @@ mod tests {
     #[test]
     fn formats_are_told_apart_by_magic() {
         let elf = temp_file("elf", b"\x7fELF\x02\x01\x01rest-of-header");
-        assert_eq!(kernel_format(&mut File::open(&elf).unwrap(), &elf).unwrap(), KernelFormat::Elf);
+        assert_eq!(
+            kernel_format(&mut File::open(&elf).unwrap(), &elf).unwrap(),
+            KernelFormat::Elf
+        );
 
         let mut bz = vec![0u8; 0x300];
         bz[0x1fe] = 0x55;
         bz[0x1ff] = 0xaa;
         bz[0x202..0x206].copy_from_slice(b"HdrS");
         let bz = temp_file("bz", &bz);
-        assert_eq!(kernel_format(&mut File::open(&bz).unwrap(), &bz).unwrap(), KernelFormat::BzImage);
+        assert_eq!(
+            kernel_format(&mut File::open(&bz).unwrap(), &bz).unwrap(),
+            KernelFormat::BzImage
+        );
 
-        for (name, bytes) in [("empty", &b""[..]), ("text", &b"#!/bin/sh\necho hi\n"[..]), ("zeros", &[0u8; 4096][..])] {
+        for (name, bytes) in [
+            ("empty", &b""[..]),
+            ("text", &b"#!/bin/sh\necho hi\n"[..]),
+            ("zeros", &[0u8; 4096][..]),
+        ] {
             let path = temp_file(name, bytes);
             let err = kernel_format(&mut File::open(&path).unwrap(), &path).unwrap_err();
-            assert!(matches!(err, BootError::UnknownKernelFormat { .. }), "{name}: {err}");
+            assert!(
+                matches!(err, BootError::UnknownKernelFormat { .. }),
+                "{name}: {err}"
+            );
             assert!(err.to_string().contains(&*path.to_string_lossy()));
             std::fs::remove_file(path).unwrap();
         }
@@ -372,13 +436,25 @@ mod tests {
 
     #[test]
     fn initrd_goes_to_the_top_and_never_over_the_kernel() {
-        assert_eq!(initrd_address(0x1000, 0x200_0000, 0x800_0000), Ok(0x7ff_f000));
+        assert_eq!(
+            initrd_address(0x1000, 0x200_0000, 0x800_0000),
+            Ok(0x7ff_f000)
+        );
         // Unaligned sizes round the start down to a page.
-        assert_eq!(initrd_address(0x1001, 0x200_0000, 0x800_0000), Ok(0x7ff_e000));
+        assert_eq!(
+            initrd_address(0x1001, 0x200_0000, 0x800_0000),
+            Ok(0x7ff_e000)
+        );
         // Too large: the error says how much room there was.
-        assert_eq!(initrd_address(0x700_0000, 0x200_0001, 0x800_0000), Err(0x5ff_f000));
+        assert_eq!(
+            initrd_address(0x700_0000, 0x200_0001, 0x800_0000),
+            Err(0x5ff_f000)
+        );
         // Fits exactly.
-        assert_eq!(initrd_address(0x600_0000, 0x200_0000, 0x800_0000), Ok(0x200_0000));
+        assert_eq!(
+            initrd_address(0x600_0000, 0x200_0000, 0x800_0000),
+            Ok(0x200_0000)
+        );
     }
 
     #[test]
@@ -390,14 +466,18 @@ mod tests {
         let mem = memory(MIB);
         write_cmdline(&mem, "console=ttyS0").unwrap();
         let mut buf = [0u8; 14];
-        mem.read_slice(&mut buf, GuestAddress(CMDLINE_START)).unwrap();
+        mem.read_slice(&mut buf, GuestAddress(CMDLINE_START))
+            .unwrap();
         assert_eq!(&buf, b"console=ttyS0\0");
     }
 
     #[test]
     fn pvh_start_info_describes_memory_cmdline_and_initrd() {
         let mem = memory(2 * MIB);
-        let initrd = InitrdPlacement { addr: 0x1f_0000, size: 0x1234 };
+        let initrd = InitrdPlacement {
+            addr: 0x1f_0000,
+            size: 0x1234,
+        };
         write_pvh_start_info(&mem, 128 * MIB, Some(initrd)).unwrap();
         let info: StartInfo = mem.read_obj(GuestAddress(PVH_INFO_START)).unwrap();
         let info = info.0;
@@ -405,9 +485,14 @@ mod tests {
         assert_eq!(info.cmdline_paddr, CMDLINE_START);
         assert_eq!(info.memmap_entries, 2);
         let second: MemmapEntry = mem
-            .read_obj(GuestAddress(info.memmap_paddr + std::mem::size_of::<MemmapEntry>() as u64))
+            .read_obj(GuestAddress(
+                info.memmap_paddr + std::mem::size_of::<MemmapEntry>() as u64,
+            ))
             .unwrap();
-        assert_eq!((second.0.addr, second.0.size, second.0.type_), (MIB, 127 * MIB, 1));
+        assert_eq!(
+            (second.0.addr, second.0.size, second.0.type_),
+            (MIB, 127 * MIB, 1)
+        );
         assert_eq!(info.nr_modules, 1);
         let module: ModlistEntry = mem.read_obj(GuestAddress(info.modlist_paddr)).unwrap();
         assert_eq!((module.0.paddr, module.0.size), (initrd.addr, initrd.size));
@@ -427,11 +512,20 @@ mod tests {
     fn zero_page_carries_e820_cmdline_and_initrd() {
         let mem = memory(MIB);
         let kernel = LoadedKernel {
-            entry: EntryPoint { addr: GuestAddress(0x100_200), protocol: BootProtocol::Linux64 },
+            entry: EntryPoint {
+                addr: GuestAddress(0x100_200),
+                protocol: BootProtocol::Linux64,
+            },
             kernel_end: 0x200_0000,
-            setup_header: Some(setup_header { initrd_addr_max: 0x7fff_ffff, ..Default::default() }),
+            setup_header: Some(setup_header {
+                initrd_addr_max: 0x7fff_ffff,
+                ..Default::default()
+            }),
         };
-        let initrd = InitrdPlacement { addr: 0x300_0000, size: 4096 };
+        let initrd = InitrdPlacement {
+            addr: 0x300_0000,
+            size: 4096,
+        };
         write_zero_page(&mem, 6 << 30, &kernel, 20, Some(initrd)).unwrap();
         let params: boot_params = mem.read_obj(GuestAddress(ZERO_PAGE_START)).unwrap();
         assert_eq!(params.e820_entries, 3);
@@ -439,8 +533,13 @@ mod tests {
         let (addr, size) = (third.addr, third.size);
         assert_eq!((addr, size), (4 << 30, (6 << 30) - 0xd000_0000));
         let hdr = params.hdr;
-        let (ptr, len, image, ramdisk_size, flag) =
-            (hdr.cmd_line_ptr, hdr.cmdline_size, hdr.ramdisk_image, hdr.ramdisk_size, hdr.boot_flag);
+        let (ptr, len, image, ramdisk_size, flag) = (
+            hdr.cmd_line_ptr,
+            hdr.cmdline_size,
+            hdr.ramdisk_image,
+            hdr.ramdisk_size,
+            hdr.boot_flag,
+        );
         assert_eq!((ptr, len), (CMDLINE_START as u32, 20));
         assert_eq!((image, ramdisk_size, flag), (0x300_0000, 4096, 0xaa55));
     }

@@ -45,7 +45,12 @@ const VENDOR_INTEL_EBX: u32 = 0x756e_6547;
 const VENDOR_AMD_EBX: u32 = 0x6874_7541;
 
 pub fn vendor(cpuid: &CpuId) -> CpuVendor {
-    match cpuid.as_slice().iter().find(|e| e.function == LEAF_VENDOR).map(|e| e.ebx) {
+    match cpuid
+        .as_slice()
+        .iter()
+        .find(|e| e.function == LEAF_VENDOR)
+        .map(|e| e.ebx)
+    {
         Some(VENDOR_INTEL_EBX) => CpuVendor::Intel,
         Some(VENDOR_AMD_EBX) => CpuVendor::Amd,
         _ => CpuVendor::Other,
@@ -153,11 +158,22 @@ mod tests {
 
     use super::*;
 
-    fn entry(function: u32, index: u32, eax: u32, ebx: u32, ecx: u32, edx: u32) -> kvm_cpuid_entry2 {
+    fn entry(
+        function: u32,
+        index: u32,
+        eax: u32,
+        ebx: u32,
+        ecx: u32,
+        edx: u32,
+    ) -> kvm_cpuid_entry2 {
         kvm_cpuid_entry2 {
             function,
             index,
-            flags: if index > 0 { KVM_CPUID_FLAG_SIGNIFCANT_INDEX } else { 0 },
+            flags: if index > 0 {
+                KVM_CPUID_FLAG_SIGNIFCANT_INDEX
+            } else {
+                0
+            },
             eax,
             ebx,
             ecx,
@@ -242,7 +258,10 @@ mod tests {
         let mut cpuid = intel();
         adjust_for_vcpu(&mut cpuid, VcpuTopology { index: 0, count: 4 });
         let l1 = find(&cpuid, 4, 0);
-        assert_eq!((l1.eax >> 26, (l1.eax >> 14) & 0xfff, l1.eax & 0x3fff), (3, 0, 0x121));
+        assert_eq!(
+            (l1.eax >> 26, (l1.eax >> 14) & 0xfff, l1.eax & 0x3fff),
+            (3, 0, 0x121)
+        );
         let l3 = find(&cpuid, 4, 3);
         assert_eq!((l3.eax >> 26, (l3.eax >> 14) & 0xfff), (3, 3));
         assert_eq!(find(&cpuid, 4, 4).eax, 0, "terminator untouched");
@@ -271,6 +290,9 @@ mod tests {
 
     #[test]
     fn id_bits_rounds_up_to_a_power_of_two() {
-        assert_eq!([1, 2, 3, 4, 5, 8, 9, 255].map(id_bits), [0, 1, 2, 2, 3, 3, 4, 8]);
+        assert_eq!(
+            [1, 2, 3, 4, 5, 8, 9, 255].map(id_bits),
+            [0, 1, 2, 2, 3, 3, 4, 8]
+        );
     }
 }

@@ -103,7 +103,10 @@ mod tests {
         assert_eq!(seg.limit, 0xabcd_efff);
         assert_eq!(seg.selector, 8);
         assert_eq!(seg.type_, 0xb);
-        assert_eq!((seg.present, seg.dpl, seg.s, seg.db, seg.l, seg.g), (1, 0, 1, 1, 0, 1));
+        assert_eq!(
+            (seg.present, seg.dpl, seg.s, seg.db, seg.l, seg.g),
+            (1, 0, 1, 1, 0, 1)
+        );
         assert_eq!(seg.unusable, 0);
     }
 
@@ -114,7 +117,10 @@ mod tests {
         assert_eq!((code.l, code.db, code.g), (1, 0, 1));
         assert_eq!(code.limit, 0xffff_ffff);
         let data = segment_from_descriptor(gdt[DATA_INDEX as usize], DATA_INDEX);
-        assert_eq!((data.type_, data.s, data.db, data.selector), (3, 1, 1, 0x10));
+        assert_eq!(
+            (data.type_, data.s, data.db, data.selector),
+            (3, 1, 1, 0x10)
+        );
         let tss = segment_from_descriptor(gdt[TSS_INDEX as usize], TSS_INDEX);
         assert_eq!((tss.type_, tss.s, tss.selector), (0xb, 0, 0x18));
     }
@@ -124,7 +130,10 @@ mod tests {
         let gdt = boot_gdt(false);
         assert_eq!(gdt[0], 0);
         let code = segment_from_descriptor(gdt[1], 1);
-        assert_eq!((code.l, code.db, code.base, code.limit), (0, 1, 0, 0xffff_ffff));
+        assert_eq!(
+            (code.l, code.db, code.base, code.limit),
+            (0, 1, 0, 0xffff_ffff)
+        );
         let tss = segment_from_descriptor(gdt[3], 3);
         assert_eq!((tss.limit, tss.g), (0x67, 0));
     }

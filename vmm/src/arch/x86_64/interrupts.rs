@@ -27,9 +27,17 @@ fn with_delivery_mode(entry: u32, mode: u32) -> u32 {
 
 pub fn set_lint_delivery_modes(lapic: &mut kvm_lapic_state) {
     let lint0 = read_register(lapic, APIC_LVT_LINT0);
-    write_register(lapic, APIC_LVT_LINT0, with_delivery_mode(lint0, APIC_MODE_EXTINT));
+    write_register(
+        lapic,
+        APIC_LVT_LINT0,
+        with_delivery_mode(lint0, APIC_MODE_EXTINT),
+    );
     let lint1 = read_register(lapic, APIC_LVT_LINT1);
-    write_register(lapic, APIC_LVT_LINT1, with_delivery_mode(lint1, APIC_MODE_NMI));
+    write_register(
+        lapic,
+        APIC_LVT_LINT1,
+        with_delivery_mode(lint1, APIC_MODE_NMI),
+    );
 }
 
 #[cfg(test)]

@@ -68,8 +68,16 @@ mod tests {
         assert_eq!(
             e820_map(128 * MIB),
             vec![
-                E820Entry { addr: 0, size: 0x9fc00, kind: E820_RAM },
-                E820Entry { addr: MIB, size: 127 * MIB, kind: E820_RAM },
+                E820Entry {
+                    addr: 0,
+                    size: 0x9fc00,
+                    kind: E820_RAM
+                },
+                E820Entry {
+                    addr: MIB,
+                    size: 127 * MIB,
+                    kind: E820_RAM
+                },
             ]
         );
     }
@@ -78,17 +86,30 @@ mod tests {
     fn large_guest_skips_the_mmio_gap() {
         let size = 6 * GIB;
         let regions = ram_regions(size);
-        assert_eq!(regions, vec![(0, MMIO_GAP_START), (4 * GIB, size - MMIO_GAP_START)]);
+        assert_eq!(
+            regions,
+            vec![(0, MMIO_GAP_START), (4 * GIB, size - MMIO_GAP_START)]
+        );
         // All RAM is accounted for, and none of it lands in the gap.
         assert_eq!(regions.iter().map(|r| r.1).sum::<u64>(), size);
         let map = e820_map(size);
         assert_eq!(map.len(), 3);
         for entry in &map {
             let end = entry.addr + entry.size;
-            assert!(end <= MMIO_GAP_START || entry.addr >= MMIO_GAP_END, "{entry:?}");
+            assert!(
+                end <= MMIO_GAP_START || entry.addr >= MMIO_GAP_END,
+                "{entry:?}"
+            );
             assert!(end <= EBDA_START || entry.addr >= HIMEM_START, "{entry:?}");
         }
-        assert_eq!(map[2], E820Entry { addr: 4 * GIB, size: size - MMIO_GAP_START, kind: E820_RAM });
+        assert_eq!(
+            map[2],
+            E820Entry {
+                addr: 4 * GIB,
+                size: size - MMIO_GAP_START,
+                kind: E820_RAM
+            }
+        );
     }
 
     #[test]

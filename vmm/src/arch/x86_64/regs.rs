@@ -58,13 +58,17 @@ const PTE_PRESENT_WRITABLE: u64 = 0x3;
 const PDE_HUGE_PAGE: u64 = 0x80;
 
 /// Writes the GDT and an empty IDT the boot vCPU's segment state refers to.
-pub fn write_descriptor_tables(mem: &GuestMemoryMmap, protocol: BootProtocol) -> Result<(), RegsError> {
+pub fn write_descriptor_tables(
+    mem: &GuestMemoryMmap,
+    protocol: BootProtocol,
+) -> Result<(), RegsError> {
     let gdt = gdt::boot_gdt(protocol == BootProtocol::Linux64);
     for (index, entry) in gdt.iter().enumerate() {
         mem.write_obj(*entry, GuestAddress(BOOT_GDT_START + 8 * index as u64))
             .map_err(RegsError::WriteGdt)?;
     }
-    mem.write_obj(0u64, GuestAddress(BOOT_IDT_START)).map_err(RegsError::WriteIdt)
+    mem.write_obj(0u64, GuestAddress(BOOT_IDT_START))
+        .map_err(RegsError::WriteIdt)
 }
 
 /// Identity-maps the first GiB with 2 MiB pages: PML4[0] → PDPT[0] → 512 PDEs.
@@ -193,19 +197,31 @@ mod tests {
         assert_eq!(sregs.cr0 & X86_CR0_PG, 0);
         assert_eq!((sregs.cr4, sregs.efer), (0, 0));
         assert_eq!((sregs.cs.l, sregs.cs.db), (0, 1));
-        let regs = boot_regs(EntryPoint { addr: GuestAddress(0x100_0000), protocol: BootProtocol::Pvh });
-        assert_eq!((regs.rip, regs.rbx, regs.rflags), (0x100_0000, PVH_INFO_START, 2));
+        let regs = boot_regs(EntryPoint {
+            addr: GuestAddress(0x100_0000),
+            protocol: BootProtocol::Pvh,
+        });
+        assert_eq!(
+            (regs.rip, regs.rbx, regs.rflags),
+            (0x100_0000, PVH_INFO_START, 2)
+        );
     }
 
     #[test]
     fn linux64_entry_is_long_mode_with_paging() {
         let sregs = boot_sregs(kvm_sregs::default(), BootProtocol::Linux64);
-        assert_eq!(sregs.cr0 & (X86_CR0_PE | X86_CR0_PG), X86_CR0_PE | X86_CR0_PG);
+        assert_eq!(
+            sregs.cr0 & (X86_CR0_PE | X86_CR0_PG),
+            X86_CR0_PE | X86_CR0_PG
+        );
         assert_eq!(sregs.cr3, PML4_START);
         assert_eq!(sregs.cr4 & X86_CR4_PAE, X86_CR4_PAE);
         assert_eq!(sregs.efer, EFER_LME | EFER_LMA);
         assert_eq!(sregs.cs.l, 1);
-        let regs = boot_regs(EntryPoint { addr: GuestAddress(0x100_200), protocol: BootProtocol::Linux64 });
+        let regs = boot_regs(EntryPoint {
+            addr: GuestAddress(0x100_200),
+            protocol: BootProtocol::Linux64,
+        });
         assert_eq!((regs.rsi, regs.rsp), (ZERO_PAGE_START, BOOT_STACK_POINTER));
     }
 

@@ -57,7 +57,10 @@ mod tests {
     fn marker_writes_record_phases_and_exit_writes_end_the_vm() {
         let timeline = Arc::new(Timeline::new(Instant::now()));
         let mut device = GuestSignal::new(timeline.clone());
-        assert_eq!(device.write(MARKER_OFFSET, &[BootPhase::InitStarted as u8]), BusAction::None);
+        assert_eq!(
+            device.write(MARKER_OFFSET, &[BootPhase::InitStarted as u8]),
+            BusAction::None
+        );
         assert!(timeline.get(Phase::InitStarted).is_some());
         assert!(timeline.get(Phase::InitReady).is_none());
         assert_eq!(device.write(MARKER_OFFSET, &[2]), BusAction::None);
