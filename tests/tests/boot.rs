@@ -126,6 +126,12 @@ fn boots_with_two_vcpus_and_1024_mib() {
 }
 
 #[test]
+fn memory_above_the_mmio_gap_reaches_the_guest() {
+    // 4 GiB: 3.25 GiB below the MMIO gap, the rest above 4 GiB (e820).
+    assert_boots_with(1, 4096);
+}
+
+#[test]
 fn boots_a_bzimage_through_the_linux_boot_protocol() {
     let run = run_guest(&Artifacts::get().bzimage, "stdout", "husk.exit=0", &[]);
     ready(&run, &run.stdout);
