@@ -1,6 +1,6 @@
 //! The kernel command line keys husk-init obeys (see `husk_protocol::cmdline`).
 
-use husk_protocol::cmdline::EXIT;
+use husk_protocol::cmdline::{EXIT, SELFTEST};
 
 /// How husk-init ends once it has reported ready (`husk.exit=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,22 @@ impl ExitAction {
 #[error("{EXIT}={0:?} is not valid: expected a number 0..=255, `panic` or `hold`")]
 pub struct InvalidExitAction(String);
 
+/// The selftests `husk.selftest=a,b` asks for, in order (last occurrence
+/// wins, as for every key).
+pub fn selftests(cmdline: &str) -> Vec<String> {
+    parameters(cmdline)
+        .filter_map(|(key, value)| (key == SELFTEST).then_some(value))
+        .last()
+        .flatten()
+        .map(|list| {
+            list.split(',')
+                .filter(|name| !name.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Splits a command line into `key[=value]` parameters the way the kernel
 /// does (lib/cmdline.c `next_arg`): whitespace separates them, and double
 /// quotes keep whitespace inside one and are dropped.
@@ -79,6 +95,17 @@ fn parameters(cmdline: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selftests_are_listed_in_order() {
+        assert_eq!(
+            selftests("console=ttyS0 husk.selftest=hwrng,blk"),
+            ["hwrng", "blk"]
+        );
+        assert_eq!(selftests("husk.selftest=a husk.selftest=b"), ["b"]);
+        assert!(selftests("husk.exit=0").is_empty());
+        assert!(selftests("husk.selftest").is_empty());
+    }
 
     #[test]
     fn defaults_to_status_zero() {

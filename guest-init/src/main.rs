@@ -8,6 +8,7 @@ mod cmdline;
 mod guest_signal;
 mod mounts;
 mod ready;
+mod selftest;
 mod sys;
 
 use std::io::{self, Write};
@@ -40,12 +41,20 @@ fn run_as_init() {
         return fail(&error, &guest_signal);
     }
 
-    let exit_action = read_exit_action();
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_else(|error| {
+        eprintln!("husk-init: cannot read /proc/cmdline ({error})");
+        String::new()
+    });
+    let exit_action = read_exit_action(&cmdline);
 
     mark(&guest_signal, BootPhase::InitReady);
     match ReadyReport::gather() {
         Ok(report) => println!("{report}"),
         Err(error) => return fail(&error, &guest_signal),
+    }
+
+    for name in cmdline::selftests(&cmdline) {
+        println!("{}", selftest::run(&name));
     }
 
     end(exit_action, &guest_signal);
@@ -76,15 +85,12 @@ fn mark(guest_signal: &Option<GuestSignal>, phase: BootPhase) {
 
 /// `husk.exit=` from /proc/cmdline; an unreadable or invalid value ends the
 /// guest with status 1 rather than doing something nobody asked for.
-fn read_exit_action() -> ExitAction {
-    let cmdline = match fs::read_to_string("/proc/cmdline") {
-        Ok(cmdline) => cmdline,
-        Err(error) => {
-            eprintln!("husk-init: cannot read /proc/cmdline ({error}); will exit with status 1");
-            return ExitAction::FAILURE;
-        }
-    };
-    ExitAction::from_cmdline(&cmdline).unwrap_or_else(|error| {
+fn read_exit_action(cmdline: &str) -> ExitAction {
+    if cmdline.is_empty() {
+        eprintln!("husk-init: no kernel command line; will exit with status 1");
+        return ExitAction::FAILURE;
+    }
+    ExitAction::from_cmdline(cmdline).unwrap_or_else(|error| {
         eprintln!("husk-init: {error}; will exit with status 1");
         ExitAction::FAILURE
     })

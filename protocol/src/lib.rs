@@ -43,7 +43,16 @@ pub mod cmdline {
     /// ("Attempted to kill init"); `husk.exit=hold` keeps the guest running
     /// until the VMM is stopped from outside. Default: 0.
     pub const EXIT: &str = "husk.exit";
+    /// `husk.selftest=NAME[,NAME...]`: checks husk-init runs after its ready
+    /// line, for the VM end-to-end tests; each prints one line starting with
+    /// [`super::SELFTEST_LINE_PREFIX`]. Names: `hwrng` (reads the virtio-rng
+    /// device).
+    pub const SELFTEST: &str = "husk.selftest";
 }
+
+/// Selftest result lines: `husk-init selftest NAME ok` or
+/// `husk-init selftest NAME failed: REASON`.
+pub const SELFTEST_LINE_PREFIX: &str = "husk-init selftest";
 
 /// The line husk-init prints on the console once it is ready; tests and
 /// benchmarks look for it. The rest of the line is `key=value` pairs.

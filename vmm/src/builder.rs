@@ -7,11 +7,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread;
 
+use event_manager::MutEventSubscriber;
 use husk_protocol::guest_signal::{PORT_BASE, PORT_COUNT};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use crate::arch::x86_64::boot::{self, BootError};
+use crate::arch::x86_64::layout::{FIRST_VIRTIO_IRQ, VIRTIO_MMIO_START};
 use crate::arch::x86_64::mptable::{self, MptableError, MPTABLE_START};
 use crate::arch::x86_64::regs::{self, BootProtocol, EntryPoint, RegsError};
 use crate::config::{ConfigError, SerialSink, VmConfig};
@@ -20,8 +22,13 @@ use crate::devices::bus::{Bus, BusError};
 use crate::devices::legacy::guest_signal::GuestSignal;
 use crate::devices::legacy::i8042::{I8042, I8042_PORT_BASE, I8042_PORT_LEN};
 use crate::devices::legacy::serial::{Serial, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_LEN};
+use crate::devices::virtio::mmio::{
+    MmioError, MmioTransport, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET,
+};
+use crate::devices::virtio::rng::Rng;
+use crate::devices::virtio::VirtioDevice;
 use crate::timing::{Phase, Timeline};
-use crate::vmm::Vmm;
+use crate::vmm::{Vmm, VmmParts};
 use crate::vstate::kvm::{KvmContext, KvmError};
 use crate::vstate::memory::{create_guest_memory, MemoryError};
 use crate::vstate::vcpu::{Vcpu, VcpuError};
@@ -61,6 +68,12 @@ pub enum BuildError {
         #[source]
         source: BusError,
     },
+    #[error("set up the {device} transport")]
+    Transport {
+        device: &'static str,
+        #[source]
+        source: MmioError,
+    },
     #[error(transparent)]
     Vcpu(#[from] VcpuError),
 }
@@ -77,37 +90,44 @@ pub fn build_vmm(config: &VmConfig, timeline: Arc<Timeline>) -> Result<Vmm, Buil
     // Registering memory and creating the in-kernel irqchip each wait for
     // an SRCU grace period (milliseconds on some hosts), and loading the
     // guest needs neither: run the three side by side.
-    let (io_bus, console_tail, vcpus) = thread::scope(|scope| -> Result<_, BuildError> {
-        let registration = scope.spawn(|| vm.register_memory(&guest_memory));
-        let controllers = scope.spawn(|| vm.create_interrupt_controllers());
-        let entry = load_guest(config, &guest_memory);
-        join(controllers)?;
-        let entry = entry?;
+    let virtio_slots = plan_virtio_devices(config);
+    let cmdline = cmdline_with_devices(&config.cmdline, &virtio_slots);
+    let (io_bus, mmio_bus, subscribers, console_tail, vcpus) =
+        thread::scope(|scope| -> Result<_, BuildError> {
+            let registration = scope.spawn(|| vm.register_memory(&guest_memory));
+            let controllers = scope.spawn(|| vm.create_interrupt_controllers());
+            let entry = load_guest(config, &cmdline, &guest_memory);
+            join(controllers)?;
+            let entry = entry?;
 
-        // Devices, once the irqchip can take their irqfds.
-        let console_tail = ConsoleTail::default();
-        let io_bus = legacy_devices(&vm, config, &timeline, console_tail.clone())?;
+            // Devices, once the irqchip can take their irqfds.
+            let console_tail = ConsoleTail::default();
+            let io_bus = legacy_devices(&vm, config, &timeline, console_tail.clone())?;
+            let (mmio_bus, subscribers) = virtio_devices(&vm, &guest_memory, &virtio_slots)?;
 
-        // vCPUs, once the irqchip can give them LAPICs.
-        let mut vcpus = Vec::with_capacity(config.vcpus.into());
-        for index in 0..config.vcpus {
-            let vcpu = Vcpu::new(&vm, index)?;
-            vcpu.configure(&kvm, config.vcpus, entry)?;
-            vcpus.push(vcpu);
-        }
-        join(registration)?;
-        Ok((io_bus, console_tail, vcpus))
-    })?;
+            // vCPUs, once the irqchip can give them LAPICs and guest memory
+            // is in place.
+            join(registration)?;
+            let mut vcpus = Vec::with_capacity(config.vcpus.into());
+            for index in 0..config.vcpus {
+                let vcpu = Vcpu::new(&vm, index)?;
+                vcpu.configure(&kvm, config.vcpus, entry)?;
+                vcpus.push(vcpu);
+            }
+            Ok((io_bus, mmio_bus, subscribers, console_tail, vcpus))
+        })?;
     timeline.record(Phase::KvmReady);
-    Ok(Vmm::new(
+    Ok(Vmm::new(VmmParts {
         kvm,
         vm,
         guest_memory,
         vcpus,
         io_bus,
+        mmio_bus,
+        subscribers,
         timeline,
         console_tail,
-    ))
+    }))
 }
 
 /// A build step's result from its thread (a panic there goes on here).
@@ -119,14 +139,18 @@ fn join<T>(handle: thread::ScopedJoinHandle<'_, Result<T, VmError>>) -> Result<T
 
 /// Kernel, initrd, command line, the boot information for the kernel's
 /// entry protocol, and the MP table; returns where the boot vCPU starts.
-fn load_guest(config: &VmConfig, guest_memory: &GuestMemoryMmap) -> Result<EntryPoint, BuildError> {
+fn load_guest(
+    config: &VmConfig,
+    cmdline: &str,
+    guest_memory: &GuestMemoryMmap,
+) -> Result<EntryPoint, BuildError> {
     let memory_size = config.memory_bytes();
     let kernel = boot::load_kernel(guest_memory, &config.kernel, memory_size)?;
     let initrd = match &config.initrd {
         Some(path) => Some(boot::load_initrd(guest_memory, path, &kernel, memory_size)?),
         None => None,
     };
-    boot::write_cmdline(guest_memory, &config.cmdline)?;
+    boot::write_cmdline(guest_memory, cmdline)?;
     match kernel.entry.protocol {
         BootProtocol::Pvh => boot::write_pvh_start_info(guest_memory, memory_size, initrd)?,
         BootProtocol::Linux64 => {
@@ -143,6 +167,132 @@ fn load_guest(config: &VmConfig, guest_memory: &GuestMemoryMmap) -> Result<Entry
     regs::write_descriptor_tables(guest_memory, kernel.entry.protocol)?;
     mptable::setup_mptable(guest_memory, GuestAddress(MPTABLE_START), config.vcpus)?;
     Ok(kernel.entry)
+}
+
+/// The kinds of virtio device husk-vmm can attach.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum VirtioKind {
+    Rng,
+}
+
+impl VirtioKind {
+    fn name(self) -> &'static str {
+        match self {
+            VirtioKind::Rng => "virtio-rng",
+        }
+    }
+
+    fn queue_count(self) -> usize {
+        match self {
+            VirtioKind::Rng => 1,
+        }
+    }
+}
+
+/// Where one virtio-mmio device lives: its register window and its IRQ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct VirtioSlot {
+    kind: VirtioKind,
+    base: u64,
+    irq: u32,
+}
+
+/// Gives each requested device the next register window in the MMIO gap
+/// and the next free I/O APIC pin.
+fn plan_virtio_devices(config: &VmConfig) -> Vec<VirtioSlot> {
+    let kinds = config.rng.then_some(VirtioKind::Rng);
+    kinds
+        .into_iter()
+        .enumerate()
+        .map(|(index, kind)| VirtioSlot {
+            kind,
+            base: VIRTIO_MMIO_START + index as u64 * MMIO_WINDOW_SIZE,
+            irq: FIRST_VIRTIO_IRQ + index as u32,
+        })
+        .collect()
+}
+
+/// The user's command line plus a `virtio_mmio.device=` entry per device
+/// (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES: `<size>@<base>:<irq>`).
+fn cmdline_with_devices(cmdline: &str, slots: &[VirtioSlot]) -> String {
+    let mut full = cmdline.to_owned();
+    for slot in slots {
+        full.push_str(&format!(
+            " virtio_mmio.device={}K@{:#x}:{}",
+            MMIO_WINDOW_SIZE / 1024,
+            slot.base,
+            slot.irq
+        ));
+    }
+    full
+}
+
+/// Creates the planned virtio devices, each behind its mmio transport on
+/// the MMIO bus, with its queue notifiers as KVM ioeventfds and its
+/// interrupt as an irqfd. Returns the bus and the devices' event handlers.
+#[allow(clippy::type_complexity)]
+fn virtio_devices(
+    vm: &Vm,
+    guest_memory: &GuestMemoryMmap,
+    slots: &[VirtioSlot],
+) -> Result<(Arc<Bus>, Vec<Arc<Mutex<dyn MutEventSubscriber + Send>>>), BuildError> {
+    let mut bus = Bus::new();
+    let mut subscribers: Vec<Arc<Mutex<dyn MutEventSubscriber + Send>>> = Vec::new();
+    for slot in slots {
+        let device_name = slot.kind.name();
+        let eventfd = || {
+            EventFd::new(libc::EFD_NONBLOCK).map_err(|source| BuildError::InterruptEventFd {
+                device: device_name,
+                source,
+            })
+        };
+        let mut notifiers = Vec::with_capacity(slot.kind.queue_count());
+        for queue in 0..slot.kind.queue_count() {
+            let notifier = eventfd()?;
+            vm.register_ioevent(
+                device_name,
+                &notifier,
+                slot.base + QUEUE_NOTIFY_OFFSET,
+                queue as u32,
+            )?;
+            notifiers.push(notifier);
+        }
+        let device_notifiers = notifiers
+            .iter()
+            .map(EventFd::try_clone)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| BuildError::InterruptEventFd {
+                device: device_name,
+                source,
+            })?;
+        let irqfd = eventfd()?;
+        vm.register_irqfd(device_name, &irqfd, slot.irq)?;
+
+        let (device, subscriber): (
+            Arc<Mutex<dyn VirtioDevice>>,
+            Arc<Mutex<dyn MutEventSubscriber + Send>>,
+        ) = match slot.kind {
+            VirtioKind::Rng => {
+                let mut device_notifiers = device_notifiers.into_iter();
+                let rng = Arc::new(Mutex::new(Rng::new(
+                    device_notifiers.next().expect("one queue"),
+                )));
+                (rng.clone(), rng)
+            }
+        };
+        let transport = MmioTransport::new(device, guest_memory.clone(), notifiers, irqfd)
+            .map_err(|source| BuildError::Transport {
+                device: device_name,
+                source,
+            })?;
+        bus.insert(slot.base, MMIO_WINDOW_SIZE, Arc::new(Mutex::new(transport)))
+            .map_err(|source| BuildError::Bus {
+                device: device_name,
+                source,
+            })?;
+        subscribers.push(subscriber);
+    }
+    Ok((Arc::new(bus), subscribers))
 }
 
 /// The serial console, the keyboard controller (for reset) and the guest
@@ -194,4 +344,30 @@ fn legacy_devices(
     )
     .map_err(place("guest signal"))?;
     Ok(Arc::new(bus))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn devices_get_consecutive_windows_and_irqs_on_the_command_line() {
+        let mut config = VmConfig::new("/k".into());
+        assert!(plan_virtio_devices(&config).is_empty());
+        assert_eq!(cmdline_with_devices("console=ttyS0", &[]), "console=ttyS0");
+        config.rng = true;
+        let slots = plan_virtio_devices(&config);
+        assert_eq!(
+            slots,
+            [VirtioSlot {
+                kind: VirtioKind::Rng,
+                base: 0xd000_0000,
+                irq: 5
+            }]
+        );
+        assert_eq!(
+            cmdline_with_devices("console=ttyS0", &slots),
+            "console=ttyS0 virtio_mmio.device=4K@0xd0000000:5"
+        );
+    }
 }

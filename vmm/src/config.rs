@@ -45,6 +45,8 @@ pub struct VmConfig {
     pub vcpus: u8,
     pub serial: SerialSink,
     pub kvm_path: PathBuf,
+    /// Attach a virtio-rng device fed from the host's getrandom.
+    pub rng: bool,
 }
 
 impl VmConfig {
@@ -57,6 +59,7 @@ impl VmConfig {
             vcpus: DEFAULT_VCPUS,
             serial: SerialSink::Stdout,
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
+            rng: false,
         }
     }
 

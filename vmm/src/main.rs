@@ -37,6 +37,7 @@ Options:
   --vcpus N            number of vCPUs [default: {DEFAULT_VCPUS}]
   --serial SINK        where the serial console goes: stdout, none, or a file
                        path (created or truncated) [default: stdout]
+  --rng                attach a virtio-rng device fed from the host's getrandom
   --timings            print boot phase timings and memory use on stderr at exit
   --kvm PATH           KVM device [default: {DEFAULT_KVM_PATH}]
   -h, --help           print this help
@@ -74,6 +75,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     let mut serial = SerialSink::Stdout;
     let mut kvm_path = PathBuf::from(DEFAULT_KVM_PATH);
     let mut timings = false;
+    let mut rng = false;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -110,6 +112,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             "--serial" => serial = SerialSink::parse(&value()?),
             "--kvm" => kvm_path = PathBuf::from(value()?),
             "--timings" => timings = true,
+            "--rng" => rng = true,
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -123,6 +126,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     config.vcpus = vcpus;
     config.serial = serial;
     config.kvm_path = kvm_path;
+    config.rng = rng;
     Ok(Parsed::Run(Args { config, timings }))
 }
 

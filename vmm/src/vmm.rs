@@ -67,11 +67,27 @@ pub enum RuntimeError {
     EventLoop(#[source] event_manager::Error),
 }
 
+/// What the builder hands over.
+pub struct VmmParts {
+    pub kvm: KvmContext,
+    pub vm: Vm,
+    pub guest_memory: GuestMemoryMmap,
+    pub vcpus: Vec<Vcpu>,
+    pub io_bus: Arc<Bus>,
+    pub mmio_bus: Arc<Bus>,
+    pub subscribers: Vec<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
+    pub timeline: Arc<Timeline>,
+    pub console_tail: ConsoleTail,
+}
+
 pub struct Vmm {
     // Field order is drop order: vCPUs go before the VM, and guest memory
     // (which KVM maps) outlives both.
     vcpus: Vec<Vcpu>,
     io_bus: Arc<Bus>,
+    mmio_bus: Arc<Bus>,
+    /// Devices that run on the event loop (virtio queue handlers).
+    subscribers: Vec<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
     timeline: Arc<Timeline>,
     console_tail: ConsoleTail,
     vm: Vm,
@@ -80,18 +96,23 @@ pub struct Vmm {
 }
 
 impl Vmm {
-    pub fn new(
-        kvm: KvmContext,
-        vm: Vm,
-        guest_memory: GuestMemoryMmap,
-        vcpus: Vec<Vcpu>,
-        io_bus: Arc<Bus>,
-        timeline: Arc<Timeline>,
-        console_tail: ConsoleTail,
-    ) -> Self {
+    pub fn new(parts: VmmParts) -> Self {
+        let VmmParts {
+            kvm,
+            vm,
+            guest_memory,
+            vcpus,
+            io_bus,
+            mmio_bus,
+            subscribers,
+            timeline,
+            console_tail,
+        } = parts;
         Self {
             vcpus,
             io_bus,
+            mmio_bus,
+            subscribers,
             timeline,
             console_tail,
             vm,
@@ -122,6 +143,7 @@ impl Vmm {
         for mut vcpu in self.vcpus.drain(..) {
             let index = vcpu.index();
             let io_bus = self.io_bus.clone();
+            let mmio_bus = self.mmio_bus.clone();
             let timeline = self.timeline.clone();
             let stop = stop.clone();
             let stops_tx = stops_tx.clone();
@@ -129,7 +151,7 @@ impl Vmm {
             let handle = thread::Builder::new()
                 .name(format!("vcpu{index}"))
                 .spawn(move || {
-                    let result = vcpu.run(&io_bus, &timeline, &stop);
+                    let result = vcpu.run(&io_bus, &mmio_bus, &timeline, &stop);
                     // The receiver only goes away once the VM is over.
                     let _ = stops_tx.send(result);
                     let _ = exit_event.write(1);
@@ -139,7 +161,7 @@ impl Vmm {
             threads.push(handle);
         }
 
-        let outcome = wait_for_end(exit_event, signals, stops_rx);
+        let outcome = wait_for_end(exit_event, signals, stops_rx, &self.subscribers);
         stop.store(true, Ordering::Release);
         for handle in threads {
             if let Some(vcpu) = stop_vcpu_thread(handle) {
@@ -161,6 +183,7 @@ fn wait_for_end(
     exit_event: EventFd,
     signals: SignalFd,
     stops: Receiver<VcpuStop>,
+    subscribers: &[Arc<Mutex<dyn MutEventSubscriber + Send>>],
 ) -> Result<VmOutcome, RuntimeError> {
     let controller = Arc::new(Mutex::new(Controller {
         exit_event,
@@ -171,6 +194,9 @@ fn wait_for_end(
     let mut event_manager = EventManager::<Arc<Mutex<dyn MutEventSubscriber + Send>>>::new()
         .map_err(RuntimeError::EventManager)?;
     event_manager.add_subscriber(controller.clone());
+    for subscriber in subscribers {
+        event_manager.add_subscriber(subscriber.clone());
+    }
     loop {
         event_manager.run().map_err(RuntimeError::EventLoop)?;
         if let Some(outcome) = controller

@@ -159,8 +159,15 @@ impl Vcpu {
     }
 
     /// Runs the guest until it ends the VM, fails, or `stop` is set (the
-    /// caller then kicks this thread with [`kick_signal`]).
-    pub fn run(&mut self, io_bus: &Bus, timeline: &Timeline, stop: &AtomicBool) -> VcpuStop {
+    /// caller then kicks this thread with [`kick_signal`]). Port I/O goes to
+    /// `io_bus`, MMIO to `mmio_bus`; unclaimed reads return all ones.
+    pub fn run(
+        &mut self,
+        io_bus: &Bus,
+        mmio_bus: &Bus,
+        timeline: &Timeline,
+        stop: &AtomicBool,
+    ) -> VcpuStop {
         let index = self.index;
         if index == 0 {
             timeline.record(Phase::FirstKvmRun);
@@ -181,9 +188,15 @@ impl Vcpu {
                         data.fill(0xff);
                     }
                 }
-                // No MMIO devices yet: reads of unclaimed MMIO float high too.
-                Ok(VcpuExit::MmioRead(_, data)) => data.fill(0xff),
-                Ok(VcpuExit::MmioWrite(..)) => {}
+                Ok(VcpuExit::MmioRead(addr, data)) => {
+                    if !mmio_bus.read(addr, data) {
+                        data.fill(0xff);
+                    }
+                }
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    // Devices on the MMIO bus never end the VM.
+                    let _ = mmio_bus.write(addr, data);
+                }
                 // With the in-kernel LAPIC, HLT is handled in KVM; a stray
                 // one just resumes.
                 Ok(VcpuExit::Hlt) => {}

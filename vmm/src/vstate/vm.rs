@@ -1,7 +1,7 @@
 //! The VM: in-kernel interrupt controllers and timer, memory slots, irqfds.
 
 use kvm_bindings::{kvm_pit_config, KVM_PIT_SPEAKER_DUMMY};
-use kvm_ioctls::VmFd;
+use kvm_ioctls::{IoEventAddress, VmFd};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
@@ -21,6 +21,13 @@ pub enum VmError {
     CreatePit(#[source] kvm_ioctls::Error),
     #[error("register guest memory")]
     Memory(#[from] MemoryError),
+    #[error("register an ioeventfd for {device} at {addr:#x}")]
+    RegisterIoevent {
+        device: &'static str,
+        addr: u64,
+        #[source]
+        source: kvm_ioctls::Error,
+    },
     #[error("register an irqfd for {device} on IRQ {irq}")]
     RegisterIrqfd {
         device: &'static str,
@@ -78,6 +85,24 @@ impl Vm {
             .map_err(|source| VmError::RegisterIrqfd {
                 device,
                 irq,
+                source,
+            })
+    }
+
+    /// Guest writes of `datamatch` (32 bits) to the MMIO address `addr`
+    /// signal `event` inside KVM, without an exit to the VMM.
+    pub fn register_ioevent(
+        &self,
+        device: &'static str,
+        event: &EventFd,
+        addr: u64,
+        datamatch: u32,
+    ) -> Result<(), VmError> {
+        self.fd
+            .register_ioevent(event, &IoEventAddress::Mmio(addr), datamatch)
+            .map_err(|source| VmError::RegisterIoevent {
+                device,
+                addr,
                 source,
             })
     }

@@ -33,6 +33,13 @@ pub const HIMEM_START: u64 = 0x10_0000;
 pub const MMIO_GAP_START: u64 = 0xd000_0000;
 pub const MMIO_GAP_END: u64 = 0x1_0000_0000;
 
+/// Virtio-mmio register windows start at the bottom of the MMIO gap.
+pub const VIRTIO_MMIO_START: u64 = MMIO_GAP_START;
+/// I/O APIC pins for virtio devices: 5 and up (4 is the serial port; the
+/// I/O APIC has 24 pins).
+pub const FIRST_VIRTIO_IRQ: u32 = 5;
+pub const LAST_VIRTIO_IRQ: u32 = 23;
+
 /// I/O APIC and local APIC addresses as the MP table announces them.
 pub const IOAPIC_ADDR: u32 = 0xfec0_0000;
 pub const APIC_ADDR: u32 = 0xfee0_0000;

@@ -1,10 +1,13 @@
 //! Model-specific registers set on every vCPU before its first run: the
-//! syscall/sysenter MSRs cleared, the TSC at zero, fast string operations on,
-//! and write-back as the default memory type (Intel SDM vol. 4).
+//! syscall/sysenter MSRs cleared, fast string operations on, and write-back
+//! as the default memory type (Intel SDM vol. 4).
+//!
+//! The TSC is left alone: KVM starts every vCPU's TSC in step when it
+//! creates them, while writing it per vCPU from here, at slightly different
+//! moments, can leave them apart (the guest then marks the TSC unstable).
 
 use kvm_bindings::kvm_msr_entry;
 
-const MSR_IA32_TSC: u32 = 0x10;
 const MSR_IA32_SYSENTER_CS: u32 = 0x174;
 const MSR_IA32_SYSENTER_ESP: u32 = 0x175;
 const MSR_IA32_SYSENTER_EIP: u32 = 0x176;
@@ -40,7 +43,6 @@ pub fn boot_msr_entries() -> Vec<kvm_msr_entry> {
         entry(MSR_KERNEL_GS_BASE, 0),
         entry(MSR_SYSCALL_MASK, 0),
         entry(MSR_LSTAR, 0),
-        entry(MSR_IA32_TSC, 0),
         entry(MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING),
         entry(MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WRITE_BACK),
     ]
