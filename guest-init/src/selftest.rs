@@ -1,15 +1,27 @@
 //! Checks for the VM end-to-end tests (`husk.selftest=`): each exercises one
-//! device from inside the guest and reports one line.
+//! device from inside the guest and reports one line. The host side of each
+//! check lives in tests/tests/.
 
-use std::fs::File;
-use std::io::Read;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::thread;
 
-use husk_protocol::SELFTEST_LINE_PREFIX;
+use husk_protocol::selftest::{
+    BLK_MOUNT, BLK_READ_FILE, BLK_WRITE_FILE, BLK_WRITTEN_TEXT, VSOCK_CLIENT_BYTES,
+    VSOCK_ECHO_PORT, VSOCK_HOST_PORT,
+};
+use husk_protocol::{pattern_byte, SELFTEST_LINE_PREFIX};
+
+use crate::sys;
 
 /// Runs the selftest `name`; returns its report line.
 pub fn run(name: &str) -> String {
     let result = match name {
         "hwrng" => hwrng(),
+        "blk" => blk(),
+        "blk-ro" => blk_read_only(),
+        "vsock-echo" => vsock_echo_server(),
+        "vsock-client" => vsock_client(),
         other => Err(format!("unknown selftest {other:?}")),
     };
     match result {
@@ -33,13 +45,127 @@ fn hwrng() -> Result<String, String> {
     if first == second {
         return Err("two reads returned the same bytes".into());
     }
-    let current =
-        std::fs::read_to_string("/sys/class/misc/hw_random/rng_current").unwrap_or_default();
+    let current = fs::read_to_string("/sys/class/misc/hw_random/rng_current").unwrap_or_default();
     Ok(format!(
         "bytes={} source={}",
         first.len() + second.len(),
         current.trim()
     ))
+}
+
+/// Mounts the ext4 filesystem on /dev/vda, reads the file the host put
+/// there, writes one for the host to read after shutdown, unmounts.
+fn blk() -> Result<String, String> {
+    fs::create_dir_all(BLK_MOUNT).map_err(|e| format!("create {BLK_MOUNT}: {e}"))?;
+    sys::mount("/dev/vda", BLK_MOUNT, "ext4", 0, None)
+        .map_err(|e| format!("mount /dev/vda: {e}"))?;
+    let read = fs::read_to_string(format!("{BLK_MOUNT}/{BLK_READ_FILE}"))
+        .map_err(|e| format!("read {BLK_READ_FILE}: {e}"))?;
+    let mut file = File::create(format!("{BLK_MOUNT}/{BLK_WRITE_FILE}"))
+        .map_err(|e| format!("create: {e}"))?;
+    file.write_all(BLK_WRITTEN_TEXT.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    file.sync_all().map_err(|e| format!("fsync: {e}"))?;
+    drop(file);
+    sys::unmount(BLK_MOUNT).map_err(|e| format!("unmount: {e}"))?;
+    Ok(format!("read={:?}", read.trim_end()))
+}
+
+/// /dev/vdb is attached read-only: it mounts read-only and its contents
+/// read, and writing to the device is refused.
+fn blk_read_only() -> Result<String, String> {
+    let readonly = fs::read_to_string("/sys/block/vdb/ro")
+        .map_err(|e| format!("read /sys/block/vdb/ro: {e}"))?;
+    if readonly.trim() != "1" {
+        return Err(format!(
+            "the kernel sees vdb as writable (ro={})",
+            readonly.trim()
+        ));
+    }
+    fs::create_dir_all("/mnt/vdb").map_err(|e| format!("create /mnt/vdb: {e}"))?;
+    sys::mount("/dev/vdb", "/mnt/vdb", "ext4", libc::MS_RDONLY, None)
+        .map_err(|e| format!("mount: {e}"))?;
+    let read = fs::read_to_string(format!("/mnt/vdb/{BLK_READ_FILE}"))
+        .map_err(|e| format!("read: {e}"))?;
+    let create = File::create(format!("/mnt/vdb/{BLK_WRITE_FILE}"));
+    sys::unmount("/mnt/vdb").map_err(|e| format!("unmount: {e}"))?;
+    if create.is_ok() {
+        return Err("created a file on a read-only mount".into());
+    }
+    let raw_write = OpenOptions::new()
+        .write(true)
+        .open("/dev/vdb")
+        .and_then(|mut device| {
+            device
+                .write_all(&[0u8; 512])
+                .and_then(|_| device.sync_all())
+        });
+    match raw_write {
+        Ok(()) => Err("wrote to the read-only device".into()),
+        Err(error) => Ok(format!(
+            "read={:?} write_refused={:?}",
+            read.trim_end(),
+            error.kind()
+        )),
+    }
+}
+
+/// Echoes every vsock connection on VSOCK_ECHO_PORT back to its sender,
+/// each on its own thread, until the VM ends. Returns once listening.
+fn vsock_echo_server() -> Result<String, String> {
+    let listener = sys::vsock_listen(VSOCK_ECHO_PORT).map_err(|e| format!("listen: {e}"))?;
+    thread::spawn(move || {
+        while let Ok(stream) = sys::accept(&listener) {
+            thread::spawn(move || echo(stream));
+        }
+    });
+    Ok(format!("listening port={VSOCK_ECHO_PORT}"))
+}
+
+fn echo(mut stream: File) {
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        match stream.read(&mut buffer) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if stream.write_all(&buffer[..n]).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+    let _ = sys::shutdown_write(&stream);
+}
+
+/// Connects to the host's port VSOCK_HOST_PORT, sends a known pattern,
+/// and checks the host echoes it back unchanged.
+fn vsock_client() -> Result<String, String> {
+    let mut stream = sys::vsock_connect(libc::VMADDR_CID_HOST, VSOCK_HOST_PORT)
+        .map_err(|e| format!("connect: {e}"))?;
+    let mut writer = stream.try_clone().map_err(|e| format!("dup: {e}"))?;
+    let sender = thread::spawn(move || -> std::io::Result<()> {
+        let chunk: Vec<u8> = (0..VSOCK_CLIENT_BYTES).map(pattern_byte).collect();
+        writer.write_all(&chunk)?;
+        sys::shutdown_write(&writer)
+    });
+    let mut echoed = Vec::with_capacity(VSOCK_CLIENT_BYTES as usize);
+    stream
+        .read_to_end(&mut echoed)
+        .map_err(|e| format!("read: {e}"))?;
+    sender
+        .join()
+        .map_err(|_| "sender panicked".to_string())?
+        .map_err(|e| format!("send: {e}"))?;
+    if echoed.len() as u64 != VSOCK_CLIENT_BYTES {
+        return Err(format!(
+            "got {} bytes back, sent {VSOCK_CLIENT_BYTES}",
+            echoed.len()
+        ));
+    }
+    if let Some(at) = (0..VSOCK_CLIENT_BYTES).find(|&i| echoed[i as usize] != pattern_byte(i)) {
+        return Err(format!("echo differs at byte {at}"));
+    }
+    Ok(format!("bytes={VSOCK_CLIENT_BYTES}"))
 }
 
 #[cfg(test)]

@@ -80,3 +80,101 @@ pub fn drain_terminal(fd: &impl AsRawFd) {
 fn c_string(text: &str) -> io::Result<CString> {
     CString::new(text).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
+
+/// umount(2).
+pub fn unmount(target: &str) -> io::Result<()> {
+    let target = c_string(target)?;
+    // SAFETY: `target` is a NUL-terminated string that outlives the call.
+    if unsafe { libc::umount2(target.as_ptr(), 0) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn vsock_address(cid: u32, port: u32) -> libc::sockaddr_vm {
+    // SAFETY: sockaddr_vm is plain data; all zeros is a valid value.
+    let mut address: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+    address.svm_family = libc::AF_VSOCK as libc::sa_family_t;
+    address.svm_cid = cid;
+    address.svm_port = port;
+    address
+}
+
+fn vsock_socket() -> io::Result<std::os::fd::OwnedFd> {
+    // SAFETY: plain socket(2); the returned fd is checked before use.
+    let fd = unsafe { libc::socket(libc::AF_VSOCK, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// A vsock stream connected to `cid:port`, as a File for reading and
+/// writing.
+pub fn vsock_connect(cid: u32, port: u32) -> io::Result<std::fs::File> {
+    let socket = vsock_socket()?;
+    let address = vsock_address(cid, port);
+    // SAFETY: `address` is a valid sockaddr_vm of the size passed.
+    let ret = unsafe {
+        libc::connect(
+            socket.as_raw_fd(),
+            (&address as *const libc::sockaddr_vm).cast(),
+            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(std::fs::File::from(socket))
+}
+
+/// A vsock stream socket listening on `port` for any CID.
+pub fn vsock_listen(port: u32) -> io::Result<std::os::fd::OwnedFd> {
+    let socket = vsock_socket()?;
+    let address = vsock_address(libc::VMADDR_CID_ANY, port);
+    // SAFETY: `address` is a valid sockaddr_vm of the size passed.
+    let ret = unsafe {
+        libc::bind(
+            socket.as_raw_fd(),
+            (&address as *const libc::sockaddr_vm).cast(),
+            std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t,
+        )
+    };
+    // SAFETY: listen(2) on a socket we own.
+    if ret != 0 || unsafe { libc::listen(socket.as_raw_fd(), 128) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(socket)
+}
+
+/// The next connection on a listening socket.
+pub fn accept(listener: &impl AsRawFd) -> io::Result<std::fs::File> {
+    // SAFETY: accept4(2) without an address buffer; the fd is checked.
+    let fd = unsafe {
+        libc::accept4(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nobody else owns.
+    Ok(std::fs::File::from(unsafe {
+        <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd)
+    }))
+}
+
+/// Shuts down the sending side of a socket: the peer reads end-of-file.
+pub fn shutdown_write(socket: &impl AsRawFd) -> io::Result<()> {
+    // SAFETY: shutdown(2) on a descriptor the caller owns.
+    if unsafe { libc::shutdown(socket.as_raw_fd(), libc::SHUT_WR) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

@@ -46,8 +46,33 @@ pub mod cmdline {
     /// `husk.selftest=NAME[,NAME...]`: checks husk-init runs after its ready
     /// line, for the VM end-to-end tests; each prints one line starting with
     /// [`super::SELFTEST_LINE_PREFIX`]. Names: `hwrng` (reads the virtio-rng
-    /// device).
+    /// device), `blk`, `blk-ro`, `vsock-echo`, `vsock-client` (see
+    /// [`super::selftest`]).
     pub const SELFTEST: &str = "husk.selftest";
+}
+
+/// What the guest-side selftests and the host-side tests agree on.
+pub mod selftest {
+    /// `blk`: /dev/vda (ext4) is mounted here; the guest reads
+    /// [`BLK_READ_FILE`] and writes [`BLK_WRITE_FILE`] with
+    /// [`BLK_WRITTEN_TEXT`].
+    pub const BLK_MOUNT: &str = "/mnt/vda";
+    pub const BLK_READ_FILE: &str = "from-host.txt";
+    pub const BLK_WRITE_FILE: &str = "from-guest.txt";
+    pub const BLK_WRITTEN_TEXT: &str = "written inside the guest\n";
+    /// `vsock-echo`: the guest echoes every stream on this port.
+    pub const VSOCK_ECHO_PORT: u32 = 5000;
+    /// `vsock-client`: the guest connects to this host port, sends
+    /// [`VSOCK_CLIENT_BYTES`] of [`super::pattern_byte`] and expects them back.
+    pub const VSOCK_HOST_PORT: u32 = 6000;
+    pub const VSOCK_CLIENT_BYTES: u64 = 1 << 20;
+}
+
+/// A reproducible, non-repeating-looking byte stream for transfer checks:
+/// byte `i` of the pattern.
+pub fn pattern_byte(i: u64) -> u8 {
+    let mixed = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i >> 7);
+    (mixed >> 56) as u8
 }
 
 /// Selftest result lines: `husk-init selftest NAME ok` or

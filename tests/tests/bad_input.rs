@@ -76,6 +76,19 @@ fn unreadable_kernel() {
 }
 
 #[test]
+fn kernel_that_is_a_fifo_does_not_hang() {
+    let scratch = Scratch::new("fifo-kernel");
+    let fifo = scratch.file("vmlinux");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(status.success());
+    let run = run_vmm(&vmm(), &["--kernel", path(&fifo)], TIMEOUT);
+    assert_refused(&run, "is not a regular file");
+}
+
+#[test]
 fn kernel_that_is_neither_elf_nor_bzimage() {
     let scratch = Scratch::new("not-a-kernel");
     let kernel = scratch.file("kernel.txt");
@@ -117,6 +130,34 @@ fn initrd_that_does_not_fit_in_memory() {
         run.stderr.contains("--memory-mib"),
         "says what to do: {}",
         run.stderr
+    );
+}
+
+#[test]
+fn missing_disk_image() {
+    let scratch = Scratch::new("missing-disk");
+    let run = run_vmm(
+        &vmm(),
+        &[
+            "--kernel",
+            path(&fake_elf(&scratch)),
+            "--disk",
+            "/nonexistent/disk.img",
+        ],
+        TIMEOUT,
+    );
+    assert_refused(
+        &run,
+        "cannot read disk /nonexistent/disk.img: No such file or directory",
+    );
+}
+
+#[test]
+fn disk_option_that_is_not_ro() {
+    let run = run_vmm(&vmm(), &["--kernel", "/k", "--disk", "/a.img,rw"], TIMEOUT);
+    assert_refused(
+        &run,
+        "--disk \"/a.img,rw\": unknown option \"rw\" (only `ro`)",
     );
 }
 

@@ -303,33 +303,3 @@ fn sigint_ends_the_vm_and_the_process() {
     let (code, stderr) = stop_holding_guest_with(libc::SIGINT);
     assert_eq!(code, Some(128 + libc::SIGINT), "stderr:\n{stderr}");
 }
-
-#[test]
-fn virtio_rng_feeds_dev_hwrng_in_the_guest() {
-    let (run, console) = boot("rng", &["--rng"], "husk.exit=0 husk.selftest=hwrng");
-    assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
-    let line = console
-        .lines()
-        .find(|l| l.starts_with("husk-init selftest hwrng"))
-        .unwrap_or_else(|| panic!("no hwrng selftest line:\n{console}"));
-    assert!(
-        line.starts_with("husk-init selftest hwrng ok bytes=128 source=virtio_rng"),
-        "{line}"
-    );
-    assert!(
-        console.contains("virtio_mmio.device=4K@0xd0000000:5"),
-        "device on the command line"
-    );
-}
-
-#[test]
-fn without_rng_the_guest_has_no_hwrng() {
-    let (run, console) = boot("no-rng", &[], "husk.exit=0 husk.selftest=hwrng");
-    assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
-    // The hw_random core is built in, so /dev/hwrng exists; with no device
-    // behind it, reading fails.
-    assert!(
-        console.contains("husk-init selftest hwrng failed: read /dev/hwrng: No such device"),
-        "{console}"
-    );
-}

@@ -22,6 +22,7 @@ use crate::devices::bus::{Bus, BusError};
 use crate::devices::legacy::guest_signal::GuestSignal;
 use crate::devices::legacy::i8042::{I8042, I8042_PORT_BASE, I8042_PORT_LEN};
 use crate::devices::legacy::serial::{Serial, SERIAL_IRQ, SERIAL_PORT_BASE, SERIAL_PORT_LEN};
+use crate::devices::virtio::block::{Block, BlockError};
 use crate::devices::virtio::mmio::{
     MmioError, MmioTransport, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET,
 };
@@ -68,6 +69,8 @@ pub enum BuildError {
         #[source]
         source: BusError,
     },
+    #[error(transparent)]
+    Block(#[from] BlockError),
     #[error("set up the {device} transport")]
     Transport {
         device: &'static str,
@@ -103,7 +106,8 @@ pub fn build_vmm(config: &VmConfig, timeline: Arc<Timeline>) -> Result<Vmm, Buil
             // Devices, once the irqchip can take their irqfds.
             let console_tail = ConsoleTail::default();
             let io_bus = legacy_devices(&vm, config, &timeline, console_tail.clone())?;
-            let (mmio_bus, subscribers) = virtio_devices(&vm, &guest_memory, &virtio_slots)?;
+            let (mmio_bus, subscribers) =
+                virtio_devices(config, &vm, &guest_memory, &virtio_slots)?;
 
             // vCPUs, once the irqchip can give them LAPICs and guest memory
             // is in place.
@@ -172,19 +176,22 @@ fn load_guest(
 /// The kinds of virtio device husk-vmm can attach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum VirtioKind {
+    /// The disk at this index of `VmConfig::disks`.
+    Block(usize),
     Rng,
 }
 
 impl VirtioKind {
     fn name(self) -> &'static str {
         match self {
+            VirtioKind::Block(_) => "virtio-blk",
             VirtioKind::Rng => "virtio-rng",
         }
     }
 
     fn queue_count(self) -> usize {
         match self {
-            VirtioKind::Rng => 1,
+            VirtioKind::Block(_) | VirtioKind::Rng => 1,
         }
     }
 }
@@ -198,11 +205,12 @@ struct VirtioSlot {
 }
 
 /// Gives each requested device the next register window in the MMIO gap
-/// and the next free I/O APIC pin.
+/// and the next free I/O APIC pin. Disks come first, so the first disk is
+/// virtio-mmio.0 and /dev/vda.
 fn plan_virtio_devices(config: &VmConfig) -> Vec<VirtioSlot> {
-    let kinds = config.rng.then_some(VirtioKind::Rng);
+    let disks = (0..config.disks.len()).map(VirtioKind::Block);
+    let kinds = disks.chain(config.rng.then_some(VirtioKind::Rng));
     kinds
-        .into_iter()
         .enumerate()
         .map(|(index, kind)| VirtioSlot {
             kind,
@@ -232,6 +240,7 @@ fn cmdline_with_devices(cmdline: &str, slots: &[VirtioSlot]) -> String {
 /// interrupt as an irqfd. Returns the bus and the devices' event handlers.
 #[allow(clippy::type_complexity)]
 fn virtio_devices(
+    config: &VmConfig,
     vm: &Vm,
     guest_memory: &GuestMemoryMmap,
     slots: &[VirtioSlot],
@@ -272,11 +281,19 @@ fn virtio_devices(
             Arc<Mutex<dyn VirtioDevice>>,
             Arc<Mutex<dyn MutEventSubscriber + Send>>,
         ) = match slot.kind {
+            VirtioKind::Block(index) => {
+                let disk = &config.disks[index];
+                let queue_event = device_notifiers.into_iter().next().expect("one queue");
+                let block = Arc::new(Mutex::new(Block::new(
+                    &disk.path,
+                    disk.read_only,
+                    queue_event,
+                )?));
+                (block.clone(), block)
+            }
             VirtioKind::Rng => {
-                let mut device_notifiers = device_notifiers.into_iter();
-                let rng = Arc::new(Mutex::new(Rng::new(
-                    device_notifiers.next().expect("one queue"),
-                )));
+                let queue_event = device_notifiers.into_iter().next().expect("one queue");
+                let rng = Arc::new(Mutex::new(Rng::new(queue_event)));
                 (rng.clone(), rng)
             }
         };
@@ -349,6 +366,7 @@ fn legacy_devices(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::DiskConfig;
 
     #[test]
     fn devices_get_consecutive_windows_and_irqs_on_the_command_line() {
@@ -356,18 +374,29 @@ mod tests {
         assert!(plan_virtio_devices(&config).is_empty());
         assert_eq!(cmdline_with_devices("console=ttyS0", &[]), "console=ttyS0");
         config.rng = true;
+        config.disks = vec![
+            DiskConfig {
+                path: "/a".into(),
+                read_only: false,
+            },
+            DiskConfig {
+                path: "/b".into(),
+                read_only: true,
+            },
+        ];
         let slots = plan_virtio_devices(&config);
+        let planned: Vec<_> = slots.iter().map(|s| (s.kind, s.base, s.irq)).collect();
         assert_eq!(
-            slots,
-            [VirtioSlot {
-                kind: VirtioKind::Rng,
-                base: 0xd000_0000,
-                irq: 5
-            }]
+            planned,
+            [
+                (VirtioKind::Block(0), 0xd000_0000, 5),
+                (VirtioKind::Block(1), 0xd000_1000, 6),
+                (VirtioKind::Rng, 0xd000_2000, 7),
+            ]
         );
         assert_eq!(
-            cmdline_with_devices("console=ttyS0", &slots),
-            "console=ttyS0 virtio_mmio.device=4K@0xd0000000:5"
+            cmdline_with_devices("console=ttyS0", &slots[2..]),
+            "console=ttyS0 virtio_mmio.device=4K@0xd0002000:7"
         );
     }
 }

@@ -1,9 +1,11 @@
 //! What a VM is made of, as the user asked for it, and its validation.
 
 use std::fs::File;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
 use crate::arch::x86_64::boot::{validate_cmdline, BootError};
+use crate::arch::x86_64::layout::{FIRST_VIRTIO_IRQ, LAST_VIRTIO_IRQ};
 use crate::arch::x86_64::mptable::MAX_SUPPORTED_CPUS;
 
 /// The kernel command line when none is given: console on the first serial
@@ -17,6 +19,33 @@ pub const MAX_MEMORY_MIB: u64 = 1 << 20;
 pub const DEFAULT_MEMORY_MIB: u64 = 128;
 pub const DEFAULT_VCPUS: u8 = 1;
 pub const DEFAULT_KVM_PATH: &str = "/dev/kvm";
+
+/// A virtio-blk disk: a host file (or block device), optionally read-only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskConfig {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+impl DiskConfig {
+    /// `PATH` or `PATH,ro`.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        match value.rsplit_once(',') {
+            Some((path, "ro")) if !path.is_empty() => Ok(Self {
+                path: path.into(),
+                read_only: true,
+            }),
+            Some((_, option)) => Err(format!(
+                "--disk {value:?}: unknown option {option:?} (only `ro`)"
+            )),
+            None if !value.is_empty() => Ok(Self {
+                path: value.into(),
+                read_only: false,
+            }),
+            None => Err("--disk needs a path".into()),
+        }
+    }
+}
 
 /// Where the guest's serial console goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +76,8 @@ pub struct VmConfig {
     pub kvm_path: PathBuf,
     /// Attach a virtio-rng device fed from the host's getrandom.
     pub rng: bool,
+    /// virtio-blk disks, in order: the first is /dev/vda in the guest.
+    pub disks: Vec<DiskConfig>,
 }
 
 impl VmConfig {
@@ -60,7 +91,13 @@ impl VmConfig {
             serial: SerialSink::Stdout,
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             rng: false,
+            disks: Vec::new(),
         }
+    }
+
+    /// How many virtio-mmio devices the VM gets.
+    pub fn virtio_device_count(&self) -> usize {
+        usize::from(self.rng) + self.disks.len()
     }
 
     pub fn memory_bytes(&self) -> u64 {
@@ -77,36 +114,50 @@ impl VmConfig {
             return Err(ConfigError::Memory(self.memory_mib));
         }
         validate_cmdline(&self.cmdline).map_err(ConfigError::Cmdline)?;
-        check_readable("kernel", &self.kernel)?;
+        check_readable("kernel", &self.kernel, false)?;
         if let Some(initrd) = &self.initrd {
-            check_readable("initrd", initrd)?;
+            check_readable("initrd", initrd, false)?;
+        }
+        for disk in &self.disks {
+            check_readable("disk", &disk.path, true)?;
+        }
+        if self.virtio_device_count() > MAX_VIRTIO_DEVICES {
+            return Err(ConfigError::TooManyDevices(self.virtio_device_count()));
         }
         Ok(())
     }
 }
 
-fn check_readable(what: &'static str, path: &Path) -> Result<(), ConfigError> {
-    let file = File::open(path).map_err(|source| ConfigError::Unreadable {
+/// The file must exist, be of an accepted type and be readable. The type is
+/// checked before opening: opening a FIFO would block.
+fn check_readable(
+    what: &'static str,
+    path: &Path,
+    block_device_ok: bool,
+) -> Result<(), ConfigError> {
+    let unreadable = |source| ConfigError::Unreadable {
         what,
         path: path.to_owned(),
         source,
-    })?;
-    let metadata = file.metadata().map_err(|source| ConfigError::Unreadable {
-        what,
-        path: path.to_owned(),
-        source,
-    })?;
-    if !metadata.is_file() {
+    };
+    let file_type = std::fs::metadata(path).map_err(unreadable)?.file_type();
+    if !(file_type.is_file() || (block_device_ok && file_type.is_block_device())) {
         return Err(ConfigError::NotAFile {
             what,
             path: path.to_owned(),
         });
     }
+    File::open(path).map_err(unreadable)?;
     Ok(())
 }
 
+/// Each virtio-mmio device needs its own I/O APIC pin: 5 to 23.
+pub const MAX_VIRTIO_DEVICES: usize = (LAST_VIRTIO_IRQ - FIRST_VIRTIO_IRQ + 1) as usize;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{0} virtio devices asked for; a VM takes at most {MAX_VIRTIO_DEVICES}")]
+    TooManyDevices(usize),
     #[error("--vcpus {0}: a VM needs between 1 and {MAX_SUPPORTED_CPUS} vCPUs")]
     Vcpus(u64),
     #[error(
@@ -189,6 +240,47 @@ mod tests {
         let mut config = config();
         config.cmdline = "x".repeat(4096);
         assert!(matches!(config.validate(), Err(ConfigError::Cmdline(_))));
+    }
+
+    #[test]
+    fn disk_flags() {
+        assert_eq!(
+            DiskConfig::parse("/a.img"),
+            Ok(DiskConfig {
+                path: "/a.img".into(),
+                read_only: false
+            })
+        );
+        assert_eq!(
+            DiskConfig::parse("/a.img,ro"),
+            Ok(DiskConfig {
+                path: "/a.img".into(),
+                read_only: true
+            })
+        );
+        assert!(DiskConfig::parse("/a.img,rw")
+            .unwrap_err()
+            .contains("unknown option \"rw\""));
+        assert!(DiskConfig::parse("").is_err());
+        assert!(DiskConfig::parse(",ro").is_err());
+    }
+
+    #[test]
+    fn device_count_is_bounded_by_the_interrupt_pins() {
+        let mut config = config();
+        config.disks = vec![
+            DiskConfig {
+                path: "/proc/self/exe".into(),
+                read_only: true
+            };
+            MAX_VIRTIO_DEVICES
+        ];
+        config.validate().unwrap();
+        config.rng = true;
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::TooManyDevices(20))
+        ));
     }
 
     #[test]

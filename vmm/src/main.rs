@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use husk_vmm::builder::build_vmm;
 use husk_vmm::config::{
-    SerialSink, VmConfig, DEFAULT_CMDLINE, DEFAULT_KVM_PATH, DEFAULT_MEMORY_MIB, DEFAULT_VCPUS,
-    MIN_MEMORY_MIB,
+    DiskConfig, SerialSink, VmConfig, DEFAULT_CMDLINE, DEFAULT_KVM_PATH, DEFAULT_MEMORY_MIB,
+    DEFAULT_VCPUS, MIN_MEMORY_MIB,
 };
 use husk_vmm::signals::SignalFd;
 use husk_vmm::timing::Timeline;
@@ -37,6 +37,9 @@ Options:
   --vcpus N            number of vCPUs [default: {DEFAULT_VCPUS}]
   --serial SINK        where the serial console goes: stdout, none, or a file
                        path (created or truncated) [default: stdout]
+  --disk PATH[,ro]     attach a virtio-blk disk backed by PATH (a file or block
+                       device); `ro` makes it read-only. Repeatable: the first
+                       is /dev/vda in the guest, the next /dev/vdb, ...
   --rng                attach a virtio-rng device fed from the host's getrandom
   --timings            print boot phase timings and memory use on stderr at exit
   --kvm PATH           KVM device [default: {DEFAULT_KVM_PATH}]
@@ -76,6 +79,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     let mut kvm_path = PathBuf::from(DEFAULT_KVM_PATH);
     let mut timings = false;
     let mut rng = false;
+    let mut disks = Vec::new();
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -113,6 +117,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             "--kvm" => kvm_path = PathBuf::from(value()?),
             "--timings" => timings = true,
             "--rng" => rng = true,
+            "--disk" => disks.push(DiskConfig::parse(&value()?)?),
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -127,6 +132,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     config.serial = serial;
     config.kvm_path = kvm_path;
     config.rng = rng;
+    config.disks = disks;
     Ok(Parsed::Run(Args { config, timings }))
 }
 

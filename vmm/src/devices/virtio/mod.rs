@@ -9,6 +9,7 @@
 //! event handler on the VMM's event loop. The transport (`mmio.rs`) runs on
 //! vCPU threads and only handles register accesses.
 
+pub mod block;
 pub mod mmio;
 pub mod rng;
 
