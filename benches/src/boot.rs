@@ -7,9 +7,6 @@
 //! the same way for both VMMs. Boots of the two alternate so drift hits both
 //! alike. Prints a table, writes `boot.csv` and `boot.svg`.
 
-mod plot;
-mod stats;
-
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,7 +14,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use std::{fs, thread};
 
-use stats::Summary;
+use husk_benches::stats::Summary;
+use husk_benches::{kvm_can_boot, plot, QEMU_MACHINE};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -108,14 +106,6 @@ fn parse_options() -> Result<Options, String> {
         return Err("--runs must be at least 1".into());
     }
     Ok(options)
-}
-
-/// Whether this host's /dev/kvm can boot an ordinary guest.
-fn kvm_can_boot() -> bool {
-    let module = |name: &str| Path::new("/sys/module").join(name).exists();
-    Path::new("/dev/kvm").exists()
-        && !module("kvm_pvm")
-        && (module("kvm_intel") || module("kvm_amd"))
 }
 
 fn cmdline(exit: &str) -> String {
@@ -262,16 +252,7 @@ fn husk_command(options: &Options, serial: &str, exit: &str) -> Command {
 
 fn qemu_command(options: &Options) -> Command {
     let mut command = Command::new(&options.qemu);
-    // The leanest microvm: no option ROMs, no ACPI tables (the guest kernel
-    // has no ACPI and reads the MP table), no RTC.
-    command.args([
-        "-M",
-        "microvm,x-option-roms=off,acpi=off,rtc=off",
-        "-accel",
-        "kvm",
-        "-cpu",
-        "host",
-    ]);
+    command.args(QEMU_MACHINE);
     command.args([
         "-m",
         &options.memory_mib.to_string(),

@@ -20,6 +20,7 @@ pub fn run(name: &str) -> String {
         "hwrng" => hwrng(),
         "blk" => blk(),
         "blk-ro" => blk_read_only(),
+        "blk-bench" => blk_bench(),
         "vsock-echo" => vsock_echo_server(),
         "vsock-client" => vsock_client(),
         other => Err(format!("unknown selftest {other:?}")),
@@ -108,6 +109,70 @@ fn blk_read_only() -> Result<String, String> {
             error.kind()
         )),
     }
+}
+
+/// Measures /dev/vda from inside the guest, bypassing the guest page cache
+/// (O_DIRECT): sequential 1 MiB reads and writes over the whole disk, and
+/// random 4 KiB reads. Destroys the disk's contents.
+fn blk_bench() -> Result<String, String> {
+    use std::os::unix::fs::{FileExt, OpenOptionsExt};
+    use std::time::Instant;
+
+    const CHUNK: usize = 1 << 20;
+    const PAGE: usize = 4096;
+    const RANDOM_READS: u64 = 4096;
+    let mut device = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open("/dev/vda")
+        .map_err(|e| format!("open /dev/vda: {e}"))?;
+    let size = std::io::Seek::seek(&mut device, std::io::SeekFrom::End(0))
+        .map_err(|e| format!("size: {e}"))?;
+    let chunks = size / CHUNK as u64;
+    if chunks == 0 {
+        return Err(format!("/dev/vda is {size} bytes, need at least 1 MiB"));
+    }
+    // O_DIRECT wants buffers aligned to the logical block size.
+    let mut backing = vec![0u8; CHUNK + PAGE];
+    let offset = backing.as_ptr().align_offset(PAGE);
+    let buffer = &mut backing[offset..offset + CHUNK];
+
+    let mib = (chunks * CHUNK as u64) as f64 / f64::from(1 << 20);
+    let start = Instant::now();
+    for chunk in 0..chunks {
+        device
+            .read_exact_at(buffer, chunk * CHUNK as u64)
+            .map_err(|e| format!("read: {e}"))?;
+    }
+    let read_mib_s = mib / start.elapsed().as_secs_f64();
+
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let start = Instant::now();
+    for _ in 0..RANDOM_READS {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let page = state % (size / PAGE as u64);
+        device
+            .read_exact_at(&mut buffer[..PAGE], page * PAGE as u64)
+            .map_err(|e| format!("read 4k: {e}"))?;
+    }
+    let iops = RANDOM_READS as f64 / start.elapsed().as_secs_f64();
+
+    buffer.fill(0x5a);
+    let start = Instant::now();
+    for chunk in 0..chunks {
+        device
+            .write_all_at(buffer, chunk * CHUNK as u64)
+            .map_err(|e| format!("write: {e}"))?;
+    }
+    device.sync_data().map_err(|e| format!("flush: {e}"))?;
+    let write_mib_s = mib / start.elapsed().as_secs_f64();
+
+    Ok(format!(
+        "mib={mib:.0} seq_read_mib_s={read_mib_s:.1} seq_write_mib_s={write_mib_s:.1} rand_read_4k_iops={iops:.0}"
+    ))
 }
 
 /// Echoes every vsock connection on VSOCK_ECHO_PORT back to its sender,

@@ -46,7 +46,7 @@ pub mod cmdline {
     /// `husk.selftest=NAME[,NAME...]`: checks husk-init runs after its ready
     /// line, for the VM end-to-end tests; each prints one line starting with
     /// [`super::SELFTEST_LINE_PREFIX`]. Names: `hwrng` (reads the virtio-rng
-    /// device), `blk`, `blk-ro`, `vsock-echo`, `vsock-client` (see
+    /// device), `blk`, `blk-ro`, `blk-bench`, `vsock-echo`, `vsock-client` (see
     /// [`super::selftest`]).
     pub const SELFTEST: &str = "husk.selftest";
 }

@@ -62,6 +62,7 @@ fn ext4_image(scratch: &Scratch, name: &str, text: &str) -> std::path::PathBuf {
     let image = scratch.file(&format!("{name}.ext4"));
     let status = Command::new("mkfs.ext4")
         .args(["-q", "-F", "-d", path(&content), path(&image), "16M"])
+        .stdout(std::process::Stdio::null())
         .status()
         .expect("run mkfs.ext4 (e2fsprogs)");
     assert!(status.success(), "mkfs.ext4 failed");
@@ -143,4 +144,157 @@ fn without_rng_the_guest_has_no_hwrng() {
         line.starts_with("husk-init selftest hwrng failed: read /dev/hwrng: No such device"),
         "{line}"
     );
+}
+
+/// FNV-1a, 64 bits: enough to compare two transfers.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len as u64).map(husk_protocol::pattern_byte).collect()
+}
+
+#[test]
+fn vsock_guest_to_host_stream_echoes_1_mib() {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+
+    let scratch = Scratch::new("vsock-g2h");
+    let uds = scratch.file("vsock");
+    let listener = UnixListener::bind(format!(
+        "{}_{}",
+        path(&uds),
+        husk_protocol::selftest::VSOCK_HOST_PORT
+    ))
+    .unwrap();
+    let server = std::thread::spawn(move || -> Vec<u8> {
+        let (mut stream, _) = listener.accept().expect("the guest connects");
+        let mut received = Vec::new();
+        stream.read_to_end(&mut received).unwrap();
+        stream.write_all(&received).unwrap();
+        received
+    });
+    let run = boot(
+        &["--vsock", path(&uds)],
+        "husk.exit=0 husk.selftest=vsock-client",
+    );
+    assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
+    let line = selftest_line(&run, "vsock-client");
+    assert_eq!(line, "husk-init selftest vsock-client ok bytes=1048576");
+    let received = server.join().unwrap();
+    assert_eq!(
+        fnv1a(&received),
+        fnv1a(&pattern(1 << 20)),
+        "the host got the guest's 1 MiB intact"
+    );
+}
+
+/// One host → guest stream through the CONNECT handshake: sends `data`,
+/// returns what came back.
+fn host_to_guest_echo(uds: &Path, data: &[u8]) -> Vec<u8> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::UnixStream;
+
+    let stream = UnixStream::connect(uds).expect("connect to the vsock socket");
+    let mut writer = stream.try_clone().unwrap();
+    writer
+        .write_all(format!("CONNECT {}\n", husk_protocol::selftest::VSOCK_ECHO_PORT).as_bytes())
+        .unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).unwrap();
+    assert!(answer.starts_with("OK "), "handshake answer: {answer:?}");
+    let data = data.to_vec();
+    let sender = std::thread::spawn(move || {
+        writer.write_all(&data).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut echoed = Vec::new();
+    reader.read_to_end(&mut echoed).unwrap();
+    sender.join().unwrap();
+    echoed
+}
+
+#[test]
+fn vsock_host_to_guest_streams_echo_1_mib_and_64_at_once() {
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    require_bootable_kvm();
+    let artifacts = Artifacts::get();
+    let scratch = Scratch::new("vsock-h2g");
+    let uds = scratch.file("vsock");
+    let console = scratch.file("console.log");
+    let mut child = Command::new(&artifacts.vmm)
+        .args([
+            "--kernel",
+            path(&artifacts.vmlinux),
+            "--initrd",
+            path(&artifacts.initramfs),
+        ])
+        .args([
+            "--vsock",
+            path(&uds),
+            "--serial",
+            path(&console),
+            "--vcpus",
+            "2",
+        ])
+        .args([
+            "--cmdline",
+            &cmdline("husk.exit=hold husk.selftest=vsock-echo"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start husk-vmm");
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    let listening = "husk-init selftest vsock-echo ok listening port=5000";
+    while !fs::read_to_string(&console)
+        .unwrap_or_default()
+        .contains(listening)
+    {
+        let text = fs::read_to_string(&console).unwrap_or_default();
+        if Instant::now() > deadline
+            || child.try_wait().unwrap().is_some()
+            || text.contains("vsock-echo failed")
+        {
+            let _ = child.kill();
+            panic!("the guest's echo server never came up:\n{text}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    let big = pattern(1 << 20);
+    let echoed = host_to_guest_echo(&uds, &big);
+    assert_eq!(echoed.len(), big.len());
+    assert_eq!(fnv1a(&echoed), fnv1a(&big), "1 MiB came back intact");
+
+    let streams: Vec<_> = (0..64)
+        .map(|i| {
+            let uds = uds.clone();
+            std::thread::spawn(move || {
+                let data: Vec<u8> = pattern(64 * 1024 + i * 7)
+                    .into_iter()
+                    .map(|b| b ^ i as u8)
+                    .collect();
+                (fnv1a(&data), fnv1a(&host_to_guest_echo(&uds, &data)))
+            })
+        })
+        .collect();
+    for (i, stream) in streams.into_iter().enumerate() {
+        let (sent, got) = stream.join().unwrap();
+        assert_eq!(sent, got, "stream {i} came back intact");
+    }
+
+    // SAFETY: kill(2) on our own unreaped child.
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let status = husk_tests::wait_with_deadline(&mut child, Duration::from_secs(30))
+        .expect("husk-vmm ends on SIGTERM");
+    assert_eq!(status.code(), Some(143));
+    assert!(!uds.exists(), "husk-vmm removed its vsock socket");
 }

@@ -27,6 +27,7 @@ use crate::devices::virtio::mmio::{
     MmioError, MmioTransport, MMIO_WINDOW_SIZE, QUEUE_NOTIFY_OFFSET,
 };
 use crate::devices::virtio::rng::Rng;
+use crate::devices::virtio::vsock::{Vsock, VsockError};
 use crate::devices::virtio::VirtioDevice;
 use crate::timing::{Phase, Timeline};
 use crate::vmm::{Vmm, VmmParts};
@@ -71,6 +72,8 @@ pub enum BuildError {
     },
     #[error(transparent)]
     Block(#[from] BlockError),
+    #[error(transparent)]
+    Vsock(#[from] VsockError),
     #[error("set up the {device} transport")]
     Transport {
         device: &'static str,
@@ -179,6 +182,7 @@ enum VirtioKind {
     /// The disk at this index of `VmConfig::disks`.
     Block(usize),
     Rng,
+    Vsock,
 }
 
 impl VirtioKind {
@@ -186,12 +190,15 @@ impl VirtioKind {
         match self {
             VirtioKind::Block(_) => "virtio-blk",
             VirtioKind::Rng => "virtio-rng",
+            VirtioKind::Vsock => "virtio-vsock",
         }
     }
 
     fn queue_count(self) -> usize {
         match self {
             VirtioKind::Block(_) | VirtioKind::Rng => 1,
+            // rx, tx, event
+            VirtioKind::Vsock => 3,
         }
     }
 }
@@ -209,7 +216,9 @@ struct VirtioSlot {
 /// virtio-mmio.0 and /dev/vda.
 fn plan_virtio_devices(config: &VmConfig) -> Vec<VirtioSlot> {
     let disks = (0..config.disks.len()).map(VirtioKind::Block);
-    let kinds = disks.chain(config.rng.then_some(VirtioKind::Rng));
+    let kinds = disks
+        .chain(config.rng.then_some(VirtioKind::Rng))
+        .chain(config.vsock.as_ref().map(|_| VirtioKind::Vsock));
     kinds
         .enumerate()
         .map(|(index, kind)| VirtioSlot {
@@ -290,6 +299,17 @@ fn virtio_devices(
                     queue_event,
                 )?));
                 (block.clone(), block)
+            }
+            VirtioKind::Vsock => {
+                let vsock_config = config
+                    .vsock
+                    .as_ref()
+                    .expect("planned only with a vsock config");
+                let queue_events: [EventFd; 3] = device_notifiers.try_into().expect("three queues");
+                let vsock =
+                    Vsock::new(vsock_config.guest_cid, &vsock_config.uds_path, queue_events)?;
+                let vsock = Arc::new(Mutex::new(vsock));
+                (vsock.clone(), vsock)
             }
             VirtioKind::Rng => {
                 let queue_event = device_notifiers.into_iter().next().expect("one queue");

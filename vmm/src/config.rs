@@ -78,6 +78,17 @@ pub struct VmConfig {
     pub rng: bool,
     /// virtio-blk disks, in order: the first is /dev/vda in the guest.
     pub disks: Vec<DiskConfig>,
+    /// virtio-vsock with its host end on Unix sockets at this path.
+    pub vsock: Option<VsockConfig>,
+}
+
+/// virtio-vsock: the guest's context ID, and the Unix socket path of the host
+/// end (host programs connect to it; guest connections to host port P go to
+/// `<path>_P`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VsockConfig {
+    pub uds_path: PathBuf,
+    pub guest_cid: u64,
 }
 
 impl VmConfig {
@@ -92,12 +103,13 @@ impl VmConfig {
             kvm_path: PathBuf::from(DEFAULT_KVM_PATH),
             rng: false,
             disks: Vec::new(),
+            vsock: None,
         }
     }
 
     /// How many virtio-mmio devices the VM gets.
     pub fn virtio_device_count(&self) -> usize {
-        usize::from(self.rng) + self.disks.len()
+        usize::from(self.rng) + self.disks.len() + usize::from(self.vsock.is_some())
     }
 
     pub fn memory_bytes(&self) -> u64 {

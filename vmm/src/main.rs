@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use husk_vmm::builder::build_vmm;
 use husk_vmm::config::{
-    DiskConfig, SerialSink, VmConfig, DEFAULT_CMDLINE, DEFAULT_KVM_PATH, DEFAULT_MEMORY_MIB,
-    DEFAULT_VCPUS, MIN_MEMORY_MIB,
+    DiskConfig, SerialSink, VmConfig, VsockConfig, DEFAULT_CMDLINE, DEFAULT_KVM_PATH,
+    DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, MIN_MEMORY_MIB,
 };
+use husk_vmm::devices::virtio::vsock::DEFAULT_GUEST_CID;
 use husk_vmm::signals::SignalFd;
 use husk_vmm::timing::Timeline;
 use husk_vmm::vmm::VmOutcome;
@@ -40,6 +41,11 @@ Options:
   --disk PATH[,ro]     attach a virtio-blk disk backed by PATH (a file or block
                        device); `ro` makes it read-only. Repeatable: the first
                        is /dev/vda in the guest, the next /dev/vdb, ...
+  --vsock PATH          attach virtio-vsock with its host end on Unix sockets: a
+                       host program connects to PATH and sends `CONNECT <port>\n`
+                       to reach guest port <port> (answer: `OK <host port>\n`);
+                       a guest connection to host port P goes to PATH_P
+  --vsock-cid N        the guest's vsock context ID [default: 3]
   --rng                attach a virtio-rng device fed from the host's getrandom
   --timings            print boot phase timings and memory use on stderr at exit
   --kvm PATH           KVM device [default: {DEFAULT_KVM_PATH}]
@@ -80,6 +86,8 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     let mut timings = false;
     let mut rng = false;
     let mut disks = Vec::new();
+    let mut vsock_path = None;
+    let mut vsock_cid = DEFAULT_GUEST_CID;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -118,6 +126,13 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             "--timings" => timings = true,
             "--rng" => rng = true,
             "--disk" => disks.push(DiskConfig::parse(&value()?)?),
+            "--vsock" => vsock_path = Some(PathBuf::from(value()?)),
+            "--vsock-cid" => {
+                let v = value()?;
+                vsock_cid = v
+                    .parse()
+                    .map_err(|_| format!("--vsock-cid {v:?}: expected a number from 3"))?;
+            }
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
@@ -133,6 +148,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     config.kvm_path = kvm_path;
     config.rng = rng;
     config.disks = disks;
+    config.vsock = vsock_path.map(|uds_path| VsockConfig {
+        uds_path,
+        guest_cid: vsock_cid,
+    });
     Ok(Parsed::Run(Args { config, timings }))
 }
 
