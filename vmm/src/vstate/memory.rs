@@ -131,6 +131,92 @@ pub fn map_file_into_guest(
     Ok(())
 }
 
+/// Which way a vectored transfer goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transfer {
+    /// File → guest memory (preadv).
+    FileToGuest,
+    /// Guest memory → file (pwritev).
+    GuestToFile,
+}
+
+/// Most iovecs one preadv/pwritev takes (Linux's UIO_MAXIOV).
+const MAX_IOVECS: usize = 1024;
+
+/// Moves the bytes of the guest ranges `ranges`, in order, from or to `file`
+/// at `offset`, with as few preadv/pwritev calls as the kernel allows: one,
+/// normally, however many ranges there are. Every range must lie in guest
+/// memory (checked); running out of file before the end is an error.
+pub fn transfer_file_guest(
+    file: &File,
+    offset: u64,
+    mem: &GuestMemoryMmap,
+    ranges: &[(GuestAddress, usize)],
+    direction: Transfer,
+) -> io::Result<()> {
+    let mut iovecs: Vec<libc::iovec> = Vec::with_capacity(ranges.len());
+    for &(addr, len) in ranges {
+        for slice in mem.get_slices(addr, len) {
+            let slice = slice.map_err(io::Error::other)?;
+            iovecs.push(libc::iovec {
+                iov_base: slice.ptr_guard_mut().as_ptr().cast(),
+                iov_len: slice.len(),
+            });
+        }
+    }
+    let mut offset = offset;
+    let mut pending = &mut iovecs[..];
+    while !pending.is_empty() {
+        let count = pending.len().min(MAX_IOVECS);
+        let file_offset = libc::off_t::try_from(offset)
+            .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+        // SAFETY: every iovec points into a guest RAM mapping that `mem`
+        // keeps alive for the whole call, with the length get_slices
+        // checked; the kernel reads or writes only those bytes. The guest
+        // may touch the same memory meanwhile, as it may during any DMA.
+        let done = unsafe {
+            match direction {
+                Transfer::FileToGuest => libc::preadv(
+                    file.as_raw_fd(),
+                    pending.as_ptr(),
+                    count as i32,
+                    file_offset,
+                ),
+                Transfer::GuestToFile => libc::pwritev(
+                    file.as_raw_fd(),
+                    pending.as_ptr(),
+                    count as i32,
+                    file_offset,
+                ),
+            }
+        };
+        if done < 0 {
+            let error = io::Error::last_os_error();
+            if error.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(error);
+        }
+        if done == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof));
+        }
+        offset += done as u64;
+        // Drop what was transferred: whole iovecs, then part of the next.
+        let mut left = done as usize;
+        while let Some(first) = pending.first_mut() {
+            if left < first.iov_len {
+                // SAFETY: advancing within the same iovec's buffer.
+                first.iov_base = unsafe { first.iov_base.cast::<u8>().add(left) }.cast();
+                first.iov_len -= left;
+                break;
+            }
+            left -= first.iov_len;
+            pending = &mut pending[1..];
+        }
+    }
+    Ok(())
+}
+
 /// Host address ranges backing guest RAM, for telling guest pages apart from
 /// the VMM's own in memory accounting.
 pub fn host_ranges(mem: &GuestMemoryMmap) -> Vec<(u64, u64)> {
@@ -185,6 +271,44 @@ mod tests {
         // Copy-on-write: the guest may write over it.
         mem.write_obj(0x55u8, GuestAddress(0x2000)).unwrap();
         assert_eq!(mem.read_obj::<u8>(GuestAddress(0x2000)).unwrap(), 0x55);
+    }
+
+    #[test]
+    fn vectored_transfers_move_every_range_in_order_and_stop_at_end_of_file() {
+        let mem = create_guest_memory(1 << 20).unwrap();
+        let path = std::env::temp_dir().join(format!("husk-vmm-vectored-{}", std::process::id()));
+        let contents: Vec<u8> = (0..12288u32).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &contents).unwrap();
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let ranges = [
+            (GuestAddress(0x1000), 100),
+            (GuestAddress(0x8000), 4000),
+            (GuestAddress(0x3000), 96),
+        ];
+        transfer_file_guest(&file, 512, &mem, &ranges, Transfer::FileToGuest).unwrap();
+        let mut got = Vec::new();
+        for (addr, len) in ranges {
+            let mut part = vec![0u8; len];
+            mem.read_slice(&mut part, addr).unwrap();
+            got.extend(part);
+        }
+        assert_eq!(got, contents[512..512 + 4196]);
+
+        mem.write_slice(&[7u8; 100], GuestAddress(0x1000)).unwrap();
+        transfer_file_guest(&file, 0, &mem, &ranges[..1], Transfer::GuestToFile).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap()[..100], [7u8; 100]);
+
+        let past_end = [(GuestAddress(0x1000), 8192)];
+        let err =
+            transfer_file_guest(&file, 8192, &mem, &past_end, Transfer::FileToGuest).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        let outside = [(GuestAddress((1 << 20) - 10), 100)];
+        assert!(transfer_file_guest(&file, 0, &mem, &outside, Transfer::FileToGuest).is_err());
+        std::fs::remove_file(&path).unwrap();
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use virtio_queue::desc::split::Descriptor;
 use virtio_queue::{DescriptorChain, Queue, QueueOwnedT, QueueT};
-use vm_memory::{Bytes, GuestMemoryBackend, GuestMemoryMmap, ReadVolatile, WriteVolatile};
+use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::request::{
@@ -20,6 +20,7 @@ use crate::devices::virtio::{
     read_config_bytes, ActivateError, Activation, InterruptReason, VirtioDevice, VirtioInterrupt,
     TYPE_BLOCK, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
 };
+use crate::vstate::memory::{transfer_file_guest, Transfer};
 
 pub const QUEUE_SIZE: u16 = 256;
 /// Data descriptors per request, advertised as seg_max: with the header and
@@ -147,35 +148,29 @@ impl Disk {
     }
 
     /// Reads the sectors from `sector` on into the buffers, in order,
-    /// straight into guest memory. (Seeking is safe: requests run one at a
-    /// time and nothing else uses this file.)
+    /// straight into guest memory, in one vectored read. A short read (the
+    /// file shrank under us) is an error, not stale guest memory passed off
+    /// as data.
     fn read(&self, sector: u64, data: &[Descriptor], mem: &GuestMemoryMmap) -> io::Result<()> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(sector * SECTOR_SIZE))?;
-        for descriptor in data {
-            for slice in mem.get_slices(descriptor.addr(), descriptor.len() as usize) {
-                let mut slice = slice.map_err(io::Error::other)?;
-                // A short read (the file shrank under us) is an error, not
-                // stale guest memory passed off as data.
-                file.read_exact_volatile(&mut slice)
-                    .map_err(io::Error::other)?;
-            }
-        }
-        Ok(())
+        transfer_file_guest(
+            &self.file,
+            sector * SECTOR_SIZE,
+            mem,
+            &ranges(data),
+            Transfer::FileToGuest,
+        )
     }
 
     /// Writes the buffers, in order, to the sectors from `sector` on,
-    /// straight from guest memory.
+    /// straight from guest memory, in one vectored write.
     fn write(&self, sector: u64, data: &[Descriptor], mem: &GuestMemoryMmap) -> io::Result<()> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(sector * SECTOR_SIZE))?;
-        for descriptor in data {
-            for slice in mem.get_slices(descriptor.addr(), descriptor.len() as usize) {
-                let slice = slice.map_err(io::Error::other)?;
-                file.write_all_volatile(&slice).map_err(io::Error::other)?;
-            }
-        }
-        Ok(())
+        transfer_file_guest(
+            &self.file,
+            sector * SECTOR_SIZE,
+            mem,
+            &ranges(data),
+            Transfer::GuestToFile,
+        )
     }
 
     /// Fills the buffers with the ID, truncated to what they hold; returns
@@ -193,6 +188,11 @@ impl Disk {
         }
         Ok((ID_BYTES - rest.len()) as u64)
     }
+}
+
+/// The guest ranges a request's data descriptors cover, in order.
+fn ranges(data: &[Descriptor]) -> Vec<(GuestAddress, usize)> {
+    data.iter().map(|d| (d.addr(), d.len() as usize)).collect()
 }
 
 /// A serial that stays the same across boots and differs between images:
