@@ -308,9 +308,9 @@ pub fn process_queue(queue: &mut Queue, mem: &GuestMemoryMmap, disk: &Disk) -> b
             descriptors.extend(chain);
             let used_len = complete(&descriptors, mem, disk);
             // add_used only fails for a head index beyond the queue, which
-            // the driver placed there itself: that chain is dropped.
-            let _ = queue.add_used(mem, head, used_len);
-            used_any = true;
+            // the driver placed there itself: that chain is dropped and
+            // doesn't count as something to interrupt for.
+            used_any |= queue.add_used(mem, head, used_len).is_ok();
             completed += 1;
         }
         idle_passes = if completed == 0 { idle_passes + 1 } else { 0 };

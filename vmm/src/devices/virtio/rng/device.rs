@@ -70,10 +70,10 @@ pub fn process_queue(
             }
             written += len;
         }
-        // add_used only fails for a head index beyond the queue, which
-        // pop_descriptor_chain never yields.
-        let _ = queue.add_used(mem, head, written);
-        used_any = true;
+        // add_used fails for a head index beyond the queue size, which a
+        // hostile driver can put in the available ring: that request is
+        // dropped, and doesn't count as something to interrupt for.
+        used_any |= queue.add_used(mem, head, written).is_ok();
     }
     used_any && queue.needs_notification(mem).unwrap_or(true)
 }
@@ -240,6 +240,17 @@ mod tests {
         let mut queue: Queue = mock.create_queue().unwrap();
         assert!(process_queue(&mut queue, &mem, &mut fill_with(1)));
         assert_eq!(used_len(&mock, &mem, 0), 0);
+    }
+
+    #[test]
+    fn a_head_index_beyond_the_queue_is_dropped_without_an_interrupt() {
+        let mem = memory();
+        let mock = MockSplitQueue::new(&mem, 16);
+        mock.avail().ring().ref_at(0).unwrap().store(u16::to_le(16));
+        mock.avail().idx().store(u16::to_le(1));
+        let mut queue: Queue = mock.create_queue().unwrap();
+        assert!(!process_queue(&mut queue, &mem, &mut fill_with(1)));
+        assert_eq!(mem.read_obj::<u16>(mock.used_addr().unchecked_add(2)).unwrap(), 0, "nothing used");
     }
 
     #[test]

@@ -268,10 +268,10 @@ pub fn process_tx_queue(queue: &mut Queue, mem: &GuestMemoryMmap, muxer: &mut Mu
                 }
             }
         }
-        // add_used only fails for a head index beyond the queue, which
-        // pop_descriptor_chain never yields.
-        let _ = queue.add_used(mem, head, 0);
-        used_any = true;
+        // add_used fails for a head index beyond the queue size, which a
+        // hostile driver can put in the available ring: that chain is
+        // dropped, and doesn't count as something to interrupt for.
+        used_any |= queue.add_used(mem, head, 0).is_ok();
     }
     used_any && queue.needs_notification(mem).unwrap_or(true)
 }
@@ -312,8 +312,7 @@ pub fn process_rx_queue(queue: &mut Queue, mem: &GuestMemoryMmap, muxer: &mut Mu
                 if let Source::Connection(key) = source {
                     muxer.rx_ready.push_front(key);
                 }
-                let _ = queue.add_used(mem, head, 0);
-                used_any = true;
+                used_any |= queue.add_used(mem, head, 0).is_ok();
                 continue;
             }
         };
@@ -344,8 +343,7 @@ pub fn process_rx_queue(queue: &mut Queue, mem: &GuestMemoryMmap, muxer: &mut Mu
             Some(header) => {
                 let written = packet::write_host_packet(&mut writer, &header, &payload)
                     .unwrap_or(writer.bytes_written() as u32);
-                let _ = queue.add_used(mem, head, written);
-                used_any = true;
+                used_any |= queue.add_used(mem, head, written).is_ok();
             }
             // Nothing to send after all: the buffer stays the guest's for
             // the next packet.
