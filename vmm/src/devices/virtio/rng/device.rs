@@ -250,7 +250,12 @@ mod tests {
         mock.avail().idx().store(u16::to_le(1));
         let mut queue: Queue = mock.create_queue().unwrap();
         assert!(!process_queue(&mut queue, &mem, &mut fill_with(1)));
-        assert_eq!(mem.read_obj::<u16>(mock.used_addr().unchecked_add(2)).unwrap(), 0, "nothing used");
+        assert_eq!(
+            mem.read_obj::<u16>(mock.used_addr().unchecked_add(2))
+                .unwrap(),
+            0,
+            "nothing used"
+        );
     }
 
     #[test]
