@@ -8,7 +8,7 @@ mod event_handler;
 mod request;
 
 pub use device::{
-    Block, BlockError, QUEUE_SIZE, SEG_MAX, VIRTIO_BLK_F_BLK_SIZE, VIRTIO_BLK_F_FLUSH,
-    VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
+    process_queue, Block, BlockError, Disk, QUEUE_SIZE, SEG_MAX, VIRTIO_BLK_F_BLK_SIZE,
+    VIRTIO_BLK_F_FLUSH, VIRTIO_BLK_F_RO, VIRTIO_BLK_F_SEG_MAX,
 };
 pub use request::SECTOR_SIZE;

@@ -22,7 +22,7 @@ mod connection;
 mod device;
 mod event_handler;
 mod muxer;
-mod packet;
+pub mod packet;
 mod unix_backend;
 
 #[cfg(test)]
