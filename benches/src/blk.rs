@@ -11,8 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use husk_benches::stats::Summary;
-use husk_benches::{kvm_can_boot, plot, QEMU_MACHINE};
+use husk_benches::{kvm_can_boot, report_comparison, QEMU_MACHINE};
 
 const USAGE: &str = "\
 Usage: husk-bench-blk --kernel VMLINUX --initrd INITRAMFS [OPTIONS]
@@ -211,37 +210,8 @@ fn run(options: &Options) -> Result<(), String> {
         );
     }
 
-    println!(
-        "\n{:<28} {:>12} {:>12} {:>14}",
-        "(median)", "husk-vmm", "qemu", "husk / qemu"
-    );
-    let mut csv = String::from("vmm,run,seq_read_mib_s,seq_write_mib_s,rand_read_4k_iops\n");
-    for (name, samples) in [("husk-vmm", &husk), ("qemu-microvm", &qemu)] {
-        for (i, s) in samples.iter().enumerate() {
-            csv.push_str(&format!("{name},{i},{:.1},{:.1},{:.0}\n", s[0], s[1], s[2]));
-        }
-    }
-    for (index, (key, label)) in METRICS.iter().enumerate() {
-        let column = |samples: &[Vec<f64>]| samples.iter().map(|s| s[index]).collect::<Vec<_>>();
-        let (h, q) = (column(&husk), column(&qemu));
-        let median = |v: &[f64]| Summary::of(v).map_or(f64::NAN, |s| s.median);
-        println!(
-            "{label:<28} {:>12.1} {:>12.1} {:>14.3}",
-            median(&h),
-            median(&q),
-            median(&h) / median(&q)
-        );
-        let svg = plot::strip_chart(
-            &format!("virtio-blk {label}, same image, same KVM"),
-            &[("husk-vmm", &h), ("qemu -M microvm", &q)],
-        );
-        let path = options.out.join(format!("blk-{key}.svg"));
-        fs::write(&path, svg).map_err(|e| format!("write {}: {e}", path.display()))?;
-    }
-    let csv_path = options.out.join("blk.csv");
-    fs::write(&csv_path, csv).map_err(|e| format!("write {}: {e}", csv_path.display()))?;
+    report_comparison("blk", "virtio-blk", &METRICS, &husk, &qemu, &options.out)?;
     let _ = fs::remove_file(&disk);
-    println!("\nwrote {} and blk-*.svg", csv_path.display());
     Ok(())
 }
 

@@ -19,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use husk_benches::stats::Summary;
-use husk_benches::{kvm_can_boot, plot, QEMU_MACHINE};
+use husk_benches::{kvm_can_boot, report_comparison, QEMU_MACHINE};
 
 const USAGE: &str = "\
 Usage: husk-bench-vsock --kernel VMLINUX --initrd INITRAMFS [OPTIONS]
@@ -539,36 +539,14 @@ fn run(options: &Options) -> Result<(), String> {
         );
     }
 
-    println!(
-        "\n{:<30} {:>12} {:>12} {:>14}",
-        "(median)", "husk-vmm", "qemu", "husk / qemu"
-    );
-    let mut csv = String::from("vmm,run,echo_mib_s,rtt_median_us,rtt_p99_us\n");
-    for (name, samples) in [("husk-vmm", &husk), ("qemu-microvm", &qemu)] {
-        for (i, s) in samples.iter().enumerate() {
-            csv.push_str(&format!("{name},{i},{:.1},{:.1},{:.1}\n", s[0], s[1], s[2]));
-        }
-    }
-    for (index, (key, label)) in METRICS.iter().enumerate() {
-        let column = |samples: &[Vec<f64>]| samples.iter().map(|s| s[index]).collect::<Vec<_>>();
-        let (h, q) = (column(&husk), column(&qemu));
-        let median = |v: &[f64]| Summary::of(v).map_or(f64::NAN, |s| s.median);
-        println!(
-            "{label:<30} {:>12.1} {:>12.1} {:>14.3}",
-            median(&h),
-            median(&q),
-            median(&h) / median(&q)
-        );
-        let svg = plot::strip_chart(
-            &format!("virtio-vsock {label}, same guest, same KVM"),
-            &[("husk-vmm", &h), ("qemu -M microvm", &q)],
-        );
-        let path = options.out.join(format!("vsock-{key}.svg"));
-        fs::write(&path, svg).map_err(|e| format!("write {}: {e}", path.display()))?;
-    }
-    let csv_path = options.out.join("vsock.csv");
-    fs::write(&csv_path, csv).map_err(|e| format!("write {}: {e}", csv_path.display()))?;
-    println!("\nwrote {} and vsock-*.svg", csv_path.display());
+    report_comparison(
+        "vsock",
+        "virtio-vsock",
+        &METRICS,
+        &husk,
+        &qemu,
+        &options.out,
+    )?;
     Ok(())
 }
 
