@@ -153,6 +153,20 @@ fn missing_disk_image() {
 }
 
 #[test]
+fn disk_that_is_a_directory() {
+    let scratch = Scratch::new("directory-disk");
+    let run = run_vmm(
+        &vmm(),
+        &["--kernel", path(&fake_elf(&scratch)), "--disk", "/tmp"],
+        TIMEOUT,
+    );
+    assert_refused(
+        &run,
+        "disk /tmp is neither a regular file nor a block device",
+    );
+}
+
+#[test]
 fn disk_option_that_is_not_ro() {
     let run = run_vmm(&vmm(), &["--kernel", "/k", "--disk", "/a.img,rw"], TIMEOUT);
     assert_refused(

@@ -153,7 +153,12 @@ fn check_readable(
         source,
     };
     let file_type = std::fs::metadata(path).map_err(unreadable)?.file_type();
-    if !(file_type.is_file() || (block_device_ok && file_type.is_block_device())) {
+    if block_device_ok && !(file_type.is_file() || file_type.is_block_device()) {
+        return Err(ConfigError::NotADisk {
+            path: path.to_owned(),
+        });
+    }
+    if !block_device_ok && !file_type.is_file() {
         return Err(ConfigError::NotAFile {
             what,
             path: path.to_owned(),
@@ -185,6 +190,8 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("disk {} is neither a regular file nor a block device", path.display())]
+    NotADisk { path: PathBuf },
     #[error("{what} {} is not a regular file", path.display())]
     NotAFile { what: &'static str, path: PathBuf },
 }
