@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use husk_benches::{kvm_can_boot, report_comparison, QEMU_MACHINE};
+use husk_benches::{kvm_can_boot, report_comparison, require_files, QEMU_MACHINE};
 
 const USAGE: &str = "\
 Usage: husk-bench-blk --kernel VMLINUX --initrd INITRAMFS [OPTIONS]
@@ -78,15 +78,11 @@ fn parse_options() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
-    for (name, path) in [
+    require_files(&[
         ("--kernel", &options.kernel),
         ("--initrd", &options.initrd),
         ("--vmm", &options.vmm),
-    ] {
-        if !path.is_file() {
-            return Err(format!("{name} {}: no such file", path.display()));
-        }
-    }
+    ])?;
     if options.runs == 0 || options.disk_mib == 0 {
         return Err("--runs and --disk-mib must be at least 1".into());
     }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use std::{fs, thread};
 
 use husk_benches::stats::Summary;
-use husk_benches::{kvm_can_boot, plot, QEMU_MACHINE};
+use husk_benches::{kvm_can_boot, plot, require_files, QEMU_MACHINE};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -93,15 +93,11 @@ fn parse_options() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
-    for (name, path) in [
+    require_files(&[
         ("--kernel", &options.kernel),
         ("--initrd", &options.initrd),
         ("--vmm", &options.vmm),
-    ] {
-        if !path.is_file() {
-            return Err(format!("{name} {}: no such file", path.display()));
-        }
-    }
+    ])?;
     if options.runs == 0 {
         return Err("--runs must be at least 1".into());
     }

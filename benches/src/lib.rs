@@ -14,6 +14,14 @@ pub fn kvm_can_boot() -> bool {
         && (module("kvm_intel") || module("kvm_amd"))
 }
 
+/// Checks that every (flag, path) names an existing file.
+pub fn require_files(files: &[(&str, &Path)]) -> Result<(), String> {
+    match files.iter().find(|(_, path)| !path.is_file()) {
+        Some((flag, path)) => Err(format!("{flag} {}: no such file", path.display())),
+        None => Ok(()),
+    }
+}
+
 /// The QEMU machine both benchmarks compare against: the leanest microvm
 /// (no option ROMs, no ACPI tables — the guest kernel has no ACPI and reads
 /// the MP table — no RTC), on KVM.

@@ -19,7 +19,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use husk_benches::stats::Summary;
-use husk_benches::{kvm_can_boot, report_comparison, QEMU_MACHINE};
+use husk_benches::{kvm_can_boot, report_comparison, require_files, QEMU_MACHINE};
 
 const USAGE: &str = "\
 Usage: husk-bench-vsock --kernel VMLINUX --initrd INITRAMFS [OPTIONS]
@@ -95,15 +95,11 @@ fn parse_options() -> Result<Options, String> {
             other => return Err(format!("unknown argument {other:?} (see --help)")),
         }
     }
-    for (name, path) in [
+    require_files(&[
         ("--kernel", &options.kernel),
         ("--initrd", &options.initrd),
         ("--vmm", &options.vmm),
-    ] {
-        if !path.is_file() {
-            return Err(format!("{name} {}: no such file", path.display()));
-        }
-    }
+    ])?;
     if options.runs == 0 || options.mib == 0 {
         return Err("--runs and --mib must be at least 1".into());
     }

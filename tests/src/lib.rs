@@ -140,6 +140,30 @@ pub fn wait_with_deadline(child: &mut Child, timeout: Duration) -> Option<ExitSt
     }
 }
 
+/// Polls the console file of a running husk-vmm until `done` accepts its
+/// text, and returns that text. Fails the test (killing the VMM) when the
+/// VMM exits first or BOOT_TIMEOUT passes, quoting the console.
+pub fn wait_for_console(
+    child: &mut Child,
+    console: &Path,
+    what: &str,
+    done: impl Fn(&str) -> bool,
+) -> String {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        let text = fs::read_to_string(console).unwrap_or_default();
+        if done(&text) {
+            return text;
+        }
+        if Instant::now() > deadline || child.try_wait().expect("wait for husk-vmm").is_some() {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} never showed on the console:\n{text}");
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs husk-vmm with `args` to completion (bounded by `timeout`).
 pub fn run_vmm(vmm: &Path, args: &[&str], timeout: Duration) -> VmmRun {
     let mut child = Command::new(vmm)

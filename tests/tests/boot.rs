@@ -2,14 +2,14 @@
 //! run it (tests/run-all runs this binary inside the nested test host where
 //! the host's own KVM can't).
 
+use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-use std::{fs, thread};
+use std::time::Duration;
 
 use husk_tests::{
-    cmdline, find_ready_line, require_bootable_kvm, run_vmm, wait_with_deadline, Artifacts,
-    ReadyLine, Scratch, BOOT_TIMEOUT,
+    cmdline, find_ready_line, require_bootable_kvm, run_vmm, wait_for_console, wait_with_deadline,
+    Artifacts, ReadyLine, Scratch, BOOT_TIMEOUT,
 };
 
 /// husk-vmm's exit status for a crashed guest (see `husk-vmm --help`).
@@ -267,17 +267,9 @@ fn stop_holding_guest_with(signal: libc::c_int) -> (Option<i32>, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start husk-vmm");
-    let deadline = Instant::now() + BOOT_TIMEOUT;
-    while find_ready_line(&fs::read_to_string(&console).unwrap_or_default()).is_none() {
-        if Instant::now() > deadline || child.try_wait().unwrap().is_some() {
-            let _ = child.kill();
-            panic!(
-                "guest never got ready:\n{}",
-                fs::read_to_string(&console).unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_console(&mut child, &console, "the ready line", |text| {
+        find_ready_line(text).is_some()
+    });
     // The guest is idle in init now; only the signal can end it.
     // SAFETY: plain kill(2) on our own child's PID.
     assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, signal) }, 0);

@@ -9,7 +9,8 @@ use std::process::Command;
 
 use husk_protocol::selftest::{BLK_READ_FILE, BLK_WRITE_FILE, BLK_WRITTEN_TEXT};
 use husk_tests::{
-    cmdline, require_bootable_kvm, run_vmm, Artifacts, Scratch, VmmRun, BOOT_TIMEOUT,
+    cmdline, require_bootable_kvm, run_vmm, wait_for_console, Artifacts, Scratch, VmmRun,
+    BOOT_TIMEOUT,
 };
 
 fn path(p: &Path) -> &str {
@@ -199,6 +200,13 @@ fn host_to_guest_echo(uds: &Path, data: &[u8]) -> Vec<u8> {
     use std::os::unix::net::UnixStream;
 
     let stream = UnixStream::connect(uds).expect("connect to the vsock socket");
+    // A stalled stream fails the test instead of hanging it.
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
+    stream
+        .set_write_timeout(Some(std::time::Duration::from_secs(120)))
+        .unwrap();
     let mut writer = stream.try_clone().unwrap();
     writer
         .write_all(format!("CONNECT {}\n", husk_protocol::selftest::VSOCK_ECHO_PORT).as_bytes())
@@ -221,7 +229,7 @@ fn host_to_guest_echo(uds: &Path, data: &[u8]) -> Vec<u8> {
 #[test]
 fn vsock_host_to_guest_streams_echo_1_mib_and_64_at_once() {
     use std::process::Stdio;
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     require_bootable_kvm();
     let artifacts = Artifacts::get();
@@ -252,22 +260,14 @@ fn vsock_host_to_guest_streams_echo_1_mib_and_64_at_once() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start husk-vmm");
-    let deadline = Instant::now() + BOOT_TIMEOUT;
     let listening = "husk-init selftest vsock-echo ok listening port=5000";
-    while !fs::read_to_string(&console)
-        .unwrap_or_default()
-        .contains(listening)
-    {
-        let text = fs::read_to_string(&console).unwrap_or_default();
-        if Instant::now() > deadline
-            || child.try_wait().unwrap().is_some()
-            || text.contains("vsock-echo failed")
-        {
-            let _ = child.kill();
-            panic!("the guest's echo server never came up:\n{text}");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let console_text = wait_for_console(&mut child, &console, "the guest's echo server", |text| {
+        text.contains(listening) || text.contains("vsock-echo failed")
+    });
+    assert!(
+        console_text.contains(listening),
+        "the guest's echo server never came up:\n{console_text}"
+    );
 
     let big = pattern(1 << 20);
     let echoed = host_to_guest_echo(&uds, &big);
