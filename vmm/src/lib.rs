@@ -11,6 +11,7 @@ pub mod config;
 pub mod console;
 pub mod devices;
 pub mod metrics;
+pub mod os;
 pub mod signals;
 pub mod timing;
 pub mod vmm;

@@ -10,6 +10,7 @@ use crate::devices::virtio::{
     ActivateError, Activation, InterruptReason, VirtioDevice, VirtioInterrupt, TYPE_RNG,
     VIRTIO_F_VERSION_1,
 };
+use crate::os;
 
 const QUEUE_SIZE: u16 = 256;
 /// The most one request is filled with; the driver asks again for more. It
@@ -78,30 +79,11 @@ pub fn process_queue(
     used_any && queue.needs_notification(mem).unwrap_or(true)
 }
 
-/// getrandom(2) into `buffer`, retrying on interruption; the kernel's pool
-/// is initialized long before a VMM runs, so it does not block. Returns
-/// false on any other failure: the request then gets fewer bytes, never
-/// predictable ones.
-pub fn fill_from_getrandom(buffer: &mut [u8]) -> bool {
-    let mut filled = 0;
-    while filled < buffer.len() {
-        let rest = &mut buffer[filled..];
-        // SAFETY: `rest` is a valid, writable buffer of `rest.len()` bytes.
-        let ret = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
-        if ret > 0 {
-            filled += ret as usize;
-        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return false;
-        }
-    }
-    true
-}
-
 impl Rng {
     /// Runs the queue and interrupts the driver when it should look.
     pub(super) fn process(&mut self) {
         if let State::Activated(active) = &mut self.state {
-            if process_queue(&mut active.queue, &active.mem, &mut fill_from_getrandom) {
+            if process_queue(&mut active.queue, &active.mem, &mut os::fill_from_getrandom) {
                 let _ = active.interrupt.trigger(InterruptReason::Queue);
             }
         }
@@ -270,8 +252,8 @@ mod tests {
     fn getrandom_fills_buffers() {
         let mut a = [0u8; 64];
         let mut b = [0u8; 64];
-        assert!(fill_from_getrandom(&mut a));
-        assert!(fill_from_getrandom(&mut b));
+        assert!(os::fill_from_getrandom(&mut a));
+        assert!(os::fill_from_getrandom(&mut b));
         assert_ne!(a, b);
     }
 }

@@ -4,15 +4,15 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::{fs, mem};
 
 use super::device::VsockError;
+use crate::os;
 
 /// The handshake line, `\n` included, is at most this long.
 pub const MAX_HANDSHAKE_LINE: usize = 64;
@@ -199,56 +199,7 @@ pub fn port_path(host_socket: &Path, port: u32) -> PathBuf {
 /// doesn't block: a listener with a full backlog refuses (EAGAIN) rather
 /// than stall the event loop, and the guest gets an RST.
 pub fn connect_to_port(host_socket: &Path, port: u32) -> io::Result<UnixStream> {
-    connect_nonblocking(&port_path(host_socket, port))
-}
-
-/// connect(2) on a non-blocking Unix stream socket, which std does not
-/// offer. For AF_UNIX it completes or fails at once: it never returns
-/// EINPROGRESS.
-fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
-    let mut address = libc::sockaddr_un {
-        sun_family: libc::AF_UNIX as libc::sa_family_t,
-        sun_path: [0; 108],
-    };
-    let bytes = path.as_os_str().as_bytes();
-    // One byte stays for the terminating NUL.
-    if bytes.len() >= address.sun_path.len() || bytes.contains(&0) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "socket path too long or not a C string",
-        ));
-    }
-    for (slot, &byte) in address.sun_path.iter_mut().zip(bytes) {
-        *slot = byte as libc::c_char;
-    }
-    let length = mem::size_of::<libc::sa_family_t>() + bytes.len() + 1;
-
-    // SAFETY: socket(2) takes no pointers; the result is checked below.
-    let fd = unsafe {
-        libc::socket(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned by socket(2) and nothing else owns it.
-    let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-    // SAFETY: `address` is a valid sockaddr_un that outlives the call, and
-    // `length` covers its family and the NUL-terminated path within it.
-    let result = unsafe {
-        libc::connect(
-            socket.as_raw_fd(),
-            (&address as *const libc::sockaddr_un).cast::<libc::sockaddr>(),
-            length as libc::socklen_t,
-        )
-    };
-    if result < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(UnixStream::from(socket))
+    os::connect_unix_nonblocking(&port_path(host_socket, port))
 }
 
 #[cfg(test)]
