@@ -16,6 +16,7 @@ use super::request::{
     self, Malformed, Request, RequestType, ID_BYTES, SECTOR_SIZE, VIRTIO_BLK_S_IOERR,
     VIRTIO_BLK_S_OK, VIRTIO_BLK_S_UNSUPP,
 };
+use super::workers::Workers;
 use crate::devices::virtio::{
     read_config_bytes, ActivateError, Activation, InterruptReason, VirtioDevice, VirtioInterrupt,
     TYPE_BLOCK, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX,
@@ -59,6 +60,8 @@ pub enum BlockError {
         #[source]
         source: io::Error,
     },
+    #[error("create the I/O completion notifier")]
+    Workers(#[source] io::Error),
     #[error("find the size of disk image {}", path.display())]
     Size {
         path: PathBuf,
@@ -239,7 +242,8 @@ pub struct Block {
     pub(super) state: State,
     /// Signalled (by KVM) when the driver notifies the request queue.
     pub(super) queue_event: EventFd,
-    disk: Disk,
+    disk: Arc<Disk>,
+    pub(super) workers: Workers,
     config: [u8; CONFIG_SIZE],
 }
 
@@ -248,12 +252,14 @@ impl Block {
     /// `read_only`. `queue_event` is the request queue's notifier (a copy
     /// of the one the transport registers with KVM).
     pub fn new(path: &Path, read_only: bool, queue_event: EventFd) -> Result<Self, BlockError> {
-        let disk = Disk::open(path, read_only)?;
+        let disk = Arc::new(Disk::open(path, read_only)?);
         let config = config_space(disk.capacity_sectors);
+        let workers = Workers::new(Arc::clone(&disk)).map_err(BlockError::Workers)?;
         Ok(Self {
             state: State::Inactive,
             queue_event,
             disk,
+            workers,
             config,
         })
     }
@@ -263,10 +269,46 @@ impl Block {
         self.disk.capacity_sectors
     }
 
-    /// Runs the queue and interrupts the driver when it should look.
+    /// Runs the queue and interrupts the driver when it should look. All
+    /// but the last new request go to the workers, the last is carried out
+    /// here meanwhile: a lone request pays no thread hand-off, and requests
+    /// that arrive together overlap.
     pub(super) fn process(&mut self) {
+        let State::Activated(active) = &mut self.state else {
+            return;
+        };
+        let mut chains = take_available(&mut active.queue, &active.mem);
+        let last = chains.pop();
+        let mut used_any = false;
+        for (head, chain) in chains {
+            if let Err(chain) = self.workers.submit(head, chain, &active.mem) {
+                let used_len = complete(&chain, &active.mem, &self.disk);
+                used_any |= publish(&mut active.queue, &active.mem, head, used_len);
+            }
+        }
+        if let Some((head, chain)) = last {
+            let used_len = complete(&chain, &active.mem, &self.disk);
+            used_any |= publish(&mut active.queue, &active.mem, head, used_len);
+        }
+        self.interrupt_if_needed(used_any);
+    }
+
+    /// Publishes what the workers finished.
+    pub(super) fn process_finished(&mut self) {
+        let finished = self.workers.take_finished();
+        let State::Activated(active) = &mut self.state else {
+            return;
+        };
+        let mut used_any = false;
+        for done in finished {
+            used_any |= publish(&mut active.queue, &active.mem, done.head, done.used_len);
+        }
+        self.interrupt_if_needed(used_any);
+    }
+
+    fn interrupt_if_needed(&mut self, used_any: bool) {
         if let State::Activated(active) = &mut self.state {
-            if process_queue(&mut active.queue, &active.mem, &self.disk) {
+            if used_any && active.queue.needs_notification(&active.mem).unwrap_or(true) {
                 let _ = active.interrupt.trigger(InterruptReason::Queue);
             }
         }
@@ -282,45 +324,45 @@ fn config_space(capacity_sectors: u64) -> [u8; CONFIG_SIZE] {
     config
 }
 
-/// Completes every available request, one after the other; returns whether
-/// the driver must be interrupted. Requests are handled synchronously on
-/// the caller's thread.
+/// Completes every available request, one after the other, on the
+/// caller's thread; returns whether the driver must be interrupted.
 pub fn process_queue(queue: &mut Queue, mem: &GuestMemoryMmap, disk: &Disk) -> bool {
     let mut used_any = false;
-    let mut descriptors = Vec::with_capacity(usize::from(QUEUE_SIZE));
+    for (head, chain) in take_available(queue, mem) {
+        used_any |= publish(queue, mem, head, complete(&chain, mem, disk));
+    }
+    used_any && queue.needs_notification(mem).unwrap_or(true)
+}
+
+/// Takes every available chain off the ring, each as its head index and
+/// descriptors.
+fn take_available(queue: &mut Queue, mem: &GuestMemoryMmap) -> Vec<(u16, Vec<Descriptor>)> {
+    let mut chains = Vec::new();
     let mut idle_passes = 0;
     loop {
         // No notifications while draining; re-enabling then looking again
         // catches requests added in between (§2.7.10 with EVENT_IDX, the
         // used ring flags without).
         let _ = queue.disable_notification(mem);
-        let mut completed = 0;
+        let mut taken = 0;
         loop {
             let chain = match next_chain(queue, mem) {
                 Ok(Some(chain)) => chain,
                 Ok(None) => break,
                 // The driver moved the available index more than a ring
                 // ahead: nothing can be trusted until it resets the device.
-                Err(_) => return used_any && queue.needs_notification(mem).unwrap_or(true),
+                Err(_) => return chains,
             };
-            let head = chain.head_index();
-            descriptors.clear();
-            descriptors.extend(chain);
-            let used_len = complete(&descriptors, mem, disk);
-            // add_used only fails for a head index beyond the queue, which
-            // the driver placed there itself: that chain is dropped and
-            // doesn't count as something to interrupt for.
-            used_any |= queue.add_used(mem, head, used_len).is_ok();
-            completed += 1;
+            chains.push((chain.head_index(), chain.collect()));
+            taken += 1;
         }
-        idle_passes = if completed == 0 { idle_passes + 1 } else { 0 };
+        idle_passes = if taken == 0 { idle_passes + 1 } else { 0 };
         // Twice in a row with nothing taken although the index says there
         // is: an entry that can't be read. Stop instead of spinning.
         if !queue.enable_notification(mem).unwrap_or(false) || idle_passes == 2 {
-            break;
+            return chains;
         }
     }
-    used_any && queue.needs_notification(mem).unwrap_or(true)
 }
 
 fn next_chain<'m>(
@@ -330,10 +372,18 @@ fn next_chain<'m>(
     queue.iter(mem).map(|mut available| available.next())
 }
 
+/// Puts a finished request in the used ring; returns whether it is there.
+fn publish(queue: &mut Queue, mem: &GuestMemoryMmap, head: u16, used_len: u32) -> bool {
+    // add_used only fails for a head index beyond the queue, which the
+    // driver placed there itself: that chain is dropped and doesn't count
+    // as something to interrupt for.
+    queue.add_used(mem, head, used_len).is_ok()
+}
+
 /// Validates and carries out one request, writes its status byte; returns
 /// the used length: the bytes written into the chain's device-writable
 /// buffers, zero when it has no usable status byte.
-fn complete(chain: &[Descriptor], mem: &GuestMemoryMmap, disk: &Disk) -> u32 {
+pub(super) fn complete(chain: &[Descriptor], mem: &GuestMemoryMmap, disk: &Disk) -> u32 {
     let (status_addr, completion) = match request::parse(chain, mem, disk.capacity_sectors) {
         Ok(request) => (request.status, disk.execute(&request, mem)),
         Err(Malformed {
@@ -389,7 +439,9 @@ impl VirtioDevice for Block {
     }
 
     fn reset(&mut self) -> bool {
-        // Requests complete synchronously: none is in flight.
+        // Requests still with the workers finish first; their results are
+        // dropped with the queue (§2.4: the driver discards them).
+        self.workers.drain();
         self.state = State::Inactive;
         true
     }
@@ -408,6 +460,7 @@ mod tests {
     use crate::devices::virtio::block::request::{
         VIRTIO_BLK_T_FLUSH, VIRTIO_BLK_T_GET_ID, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
     };
+    use crate::devices::virtio::block::workers::wait_readable;
 
     const NEXT: u16 = 1; // VRING_DESC_F_NEXT
     const WRITE: u16 = 2; // VRING_DESC_F_WRITE
@@ -1040,6 +1093,73 @@ mod tests {
             UNTOUCHED,
             "an inactive device does nothing"
         );
+    }
+
+    #[test]
+    fn requests_submitted_together_all_complete_through_the_workers() {
+        let contents = pattern(16 * 512);
+        let image = Image::new(&contents);
+        let mut block = Block::new(&image.path, false, eventfd()).unwrap();
+        let mem = memory();
+        let mock = MockSplitQueue::new(&mem, MOCK_QUEUE_SIZE);
+        let interrupt = activate(&mut block, &mock, &mem, VIRTIO_F_VERSION_1);
+        // Four reads of one sector each, three descriptors per chain.
+        for request in 0..4u16 {
+            let buffer = DATA + u64::from(request) * 0x1000;
+            add_request(
+                &mock,
+                &mem,
+                request * 3,
+                VIRTIO_BLK_T_IN,
+                u64::from(request),
+                &[(buffer, 512)],
+            );
+        }
+        block.process();
+        // The last ran on this thread; the others finish on the workers.
+        while block.workers.in_flight() > 0 {
+            let _ = wait_readable(&block.workers.finished_event);
+            block.process_finished();
+        }
+        assert_eq!(used_count(&mock, &mem), 4);
+        for request in 0..4u16 {
+            assert_eq!(status(&mem, request * 3), VIRTIO_BLK_S_OK);
+            let start = usize::from(request) * 512;
+            assert_eq!(
+                guest_bytes(&mem, DATA + u64::from(request) * 0x1000, 512),
+                contents[start..start + 512]
+            );
+        }
+        assert!(interrupt.0.load(Ordering::Relaxed) >= 1);
+    }
+
+    #[test]
+    fn reset_waits_for_requests_the_workers_hold() {
+        let image = Image::new(&pattern(16 * 512));
+        let mut block = Block::new(&image.path, false, eventfd()).unwrap();
+        let mem = memory();
+        let mock = MockSplitQueue::new(&mem, MOCK_QUEUE_SIZE);
+        activate(&mut block, &mock, &mem, VIRTIO_F_VERSION_1);
+        for request in 0..4u16 {
+            add_request(
+                &mock,
+                &mem,
+                request * 3,
+                VIRTIO_BLK_T_IN,
+                0,
+                &[(DATA + u64::from(request) * 0x1000, 512)],
+            );
+        }
+        block.process();
+        assert!(block.reset());
+        assert_eq!(block.workers.in_flight(), 0);
+        for request in 0..4u16 {
+            assert_eq!(
+                status(&mem, request * 3),
+                VIRTIO_BLK_S_OK,
+                "every request finished before the reset returned"
+            );
+        }
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! The block device on the event loop: its queue notifier.
+//! The block device on the event loop: its queue notifier and its workers'
+//! completion notifier.
 
 use std::os::fd::AsRawFd;
 
@@ -14,6 +15,8 @@ impl MutEventSubscriber for Block {
             // point signal it again.
             let _ = self.queue_event.read();
             self.process();
+        } else if events.fd() == self.workers.finished_event.as_raw_fd() {
+            self.process_finished();
         }
     }
 
@@ -21,5 +24,6 @@ impl MutEventSubscriber for Block {
         // Registration only fails on a broken epoll fd, which the event loop
         // reports itself.
         let _ = ops.add(Events::new(&self.queue_event, EventSet::IN));
+        let _ = ops.add(Events::new(&*self.workers.finished_event, EventSet::IN));
     }
 }

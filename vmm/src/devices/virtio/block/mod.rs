@@ -6,6 +6,7 @@
 mod device;
 mod event_handler;
 mod request;
+mod workers;
 
 pub use device::{
     process_queue, Block, BlockError, Disk, QUEUE_SIZE, SEG_MAX, VIRTIO_BLK_F_BLK_SIZE,
