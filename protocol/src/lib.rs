@@ -1,5 +1,27 @@
 //! What the host side (husk-vmm, the husk CLI) and the guest side (husk-init)
-//! agree on. Plain constants and types only; no I/O happens here.
+//! agree on: constants, the control messages ([`messages`]) and their wire
+//! encoding ([`codec`]). No sockets here; the codec reads and writes any
+//! `Read`/`Write` it is given.
+
+mod base64;
+pub mod codec;
+pub mod messages;
+
+pub use codec::{encode_frame, read_frame, write_frame, CodecError, FrameDecoder, MAX_FRAME_BYTES};
+pub use messages::*;
+
+/// The virtio-vsock ports of the control and stdio connections (see
+/// [`messages`] for what travels on each).
+pub mod ports {
+    /// Host port husk-init connects to once booted, for the control
+    /// connection. Both ports sit just above the range a guest kernel
+    /// reserves for binds with CAP_NET_BIND_SERVICE (`LAST_RESERVED_PORT`,
+    /// 1023, in net/vmw_vsock/af_vsock.c).
+    pub const CONTROL_PORT: u32 = 1024;
+    /// Guest port husk-init listens on; the host opens one connection per
+    /// stdio stream, each starting with a `StreamHello` frame.
+    pub const STDIO_PORT: u32 = 1025;
+}
 
 /// The guest's side channel to husk-vmm: two x86 I/O ports that husk-init
 /// writes single bytes to (after `ioperm`). Neither port exists on a PC, so
