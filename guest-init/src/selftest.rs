@@ -8,7 +8,7 @@ use std::thread;
 
 use husk_protocol::selftest::{
     BLK_MOUNT, BLK_READ_FILE, BLK_WRITE_FILE, BLK_WRITTEN_TEXT, VSOCK_CLIENT_BYTES,
-    VSOCK_ECHO_PORT, VSOCK_HOST_PORT,
+    VSOCK_CLIENT_STREAMS, VSOCK_ECHO_PORT, VSOCK_HOST_PORT, VSOCK_STREAM_BYTES,
 };
 use husk_protocol::{pattern_byte, SELFTEST_LINE_PREFIX};
 
@@ -23,6 +23,7 @@ pub fn run(name: &str) -> String {
         "blk-bench" => blk_bench(),
         "vsock-echo" => vsock_echo_server(),
         "vsock-client" => vsock_client(),
+        "vsock-clients" => vsock_clients(),
         other => Err(format!("unknown selftest {other:?}")),
     };
     match result {
@@ -205,15 +206,39 @@ fn echo(mut stream: File) {
 /// Connects to the host's port VSOCK_HOST_PORT, sends a known pattern,
 /// and checks the host echoes it back unchanged.
 fn vsock_client() -> Result<String, String> {
+    echo_through_host(0, VSOCK_CLIENT_BYTES)?;
+    Ok(format!("bytes={VSOCK_CLIENT_BYTES}"))
+}
+
+/// VSOCK_CLIENT_STREAMS echo streams to the host at once, each on its own
+/// thread with its own slice of the pattern.
+fn vsock_clients() -> Result<String, String> {
+    let streams: Vec<_> = (0..VSOCK_CLIENT_STREAMS)
+        .map(|index| thread::spawn(move || echo_through_host(index, VSOCK_STREAM_BYTES)))
+        .collect();
+    for (index, stream) in streams.into_iter().enumerate() {
+        stream
+            .join()
+            .map_err(|_| format!("stream {index}: panicked"))?
+            .map_err(|reason| format!("stream {index}: {reason}"))?;
+    }
+    Ok(format!(
+        "streams={VSOCK_CLIENT_STREAMS} bytes={VSOCK_STREAM_BYTES}"
+    ))
+}
+
+/// One stream to the host's echo: sends `len` pattern bytes from `offset`
+/// on, half-closes, and checks that exactly they come back.
+fn echo_through_host(offset: u64, len: u64) -> Result<(), String> {
     let mut stream = sys::vsock_connect(libc::VMADDR_CID_HOST, VSOCK_HOST_PORT)
         .map_err(|e| format!("connect: {e}"))?;
     let mut writer = stream.try_clone().map_err(|e| format!("dup: {e}"))?;
     let sender = thread::spawn(move || -> std::io::Result<()> {
-        let chunk: Vec<u8> = (0..VSOCK_CLIENT_BYTES).map(pattern_byte).collect();
+        let chunk: Vec<u8> = (offset..offset + len).map(pattern_byte).collect();
         writer.write_all(&chunk)?;
         sys::shutdown_write(&writer)
     });
-    let mut echoed = Vec::with_capacity(VSOCK_CLIENT_BYTES as usize);
+    let mut echoed = Vec::with_capacity(len as usize);
     stream
         .read_to_end(&mut echoed)
         .map_err(|e| format!("read: {e}"))?;
@@ -221,16 +246,13 @@ fn vsock_client() -> Result<String, String> {
         .join()
         .map_err(|_| "sender panicked".to_string())?
         .map_err(|e| format!("send: {e}"))?;
-    if echoed.len() as u64 != VSOCK_CLIENT_BYTES {
-        return Err(format!(
-            "got {} bytes back, sent {VSOCK_CLIENT_BYTES}",
-            echoed.len()
-        ));
+    if echoed.len() as u64 != len {
+        return Err(format!("got {} bytes back, sent {len}", echoed.len()));
     }
-    if let Some(at) = (0..VSOCK_CLIENT_BYTES).find(|&i| echoed[i as usize] != pattern_byte(i)) {
+    if let Some(at) = (0..len).find(|&i| echoed[i as usize] != pattern_byte(offset + i)) {
         return Err(format!("echo differs at byte {at}"));
     }
-    Ok(format!("bytes={VSOCK_CLIENT_BYTES}"))
+    Ok(())
 }
 
 #[cfg(test)]

@@ -88,6 +88,11 @@ pub mod selftest {
     /// [`VSOCK_CLIENT_BYTES`] of [`super::pattern_byte`] and expects them back.
     pub const VSOCK_HOST_PORT: u32 = 6000;
     pub const VSOCK_CLIENT_BYTES: u64 = 1 << 20;
+    /// `vsock-clients`: the guest opens this many streams to
+    /// [`VSOCK_HOST_PORT`] at once, sends [`VSOCK_STREAM_BYTES`] on each
+    /// (stream `i` starts at pattern offset `i`) and expects them back.
+    pub const VSOCK_CLIENT_STREAMS: u64 = 64;
+    pub const VSOCK_STREAM_BYTES: u64 = 64 << 10;
 }
 
 /// A reproducible, non-repeating-looking byte stream for transfer checks:

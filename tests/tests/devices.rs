@@ -154,42 +154,76 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-fn pattern(len: usize) -> Vec<u8> {
-    (0..len as u64).map(husk_protocol::pattern_byte).collect()
+/// `len` pattern bytes from `offset` on.
+fn pattern(offset: u64, len: usize) -> Vec<u8> {
+    (offset..offset + len as u64)
+        .map(husk_protocol::pattern_byte)
+        .collect()
 }
 
 #[test]
-fn vsock_guest_to_host_stream_echoes_1_mib() {
+fn vsock_guest_to_host_streams_echo_1_mib_and_64_at_once() {
     use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
+    use std::time::Duration;
+
+    use husk_protocol::selftest::{VSOCK_CLIENT_STREAMS, VSOCK_HOST_PORT};
 
     let scratch = Scratch::new("vsock-g2h");
     let uds = scratch.file("vsock");
-    let listener = UnixListener::bind(format!(
-        "{}_{}",
-        path(&uds),
-        husk_protocol::selftest::VSOCK_HOST_PORT
-    ))
-    .unwrap();
-    let server = std::thread::spawn(move || -> Vec<u8> {
-        let (mut stream, _) = listener.accept().expect("the guest connects");
-        let mut received = Vec::new();
-        stream.read_to_end(&mut received).unwrap();
-        stream.write_all(&received).unwrap();
-        received
+    let listener = UnixListener::bind(format!("{}_{VSOCK_HOST_PORT}", path(&uds))).unwrap();
+    // The 1 MiB stream, then the 64 concurrent ones: each echoed on its own
+    // thread; the server returns what every stream carried.
+    let server = std::thread::spawn(move || -> Vec<Vec<u8>> {
+        let echoes: Vec<_> = (0..1 + VSOCK_CLIENT_STREAMS)
+            .map(|_| {
+                let (mut stream, _) = listener.accept().expect("the guest connects");
+                // A stalled stream fails the test instead of hanging it.
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(120)))
+                    .unwrap();
+                std::thread::spawn(move || {
+                    let mut received = Vec::new();
+                    stream.read_to_end(&mut received).unwrap();
+                    stream.write_all(&received).unwrap();
+                    received
+                })
+            })
+            .collect();
+        echoes
+            .into_iter()
+            .map(|echo| echo.join().unwrap())
+            .collect()
     });
     let run = boot(
-        &["--vsock", path(&uds)],
-        "husk.exit=0 husk.selftest=vsock-client",
+        &["--vsock", path(&uds), "--vcpus", "2"],
+        "husk.exit=0 husk.selftest=vsock-client,vsock-clients",
     );
     assert_eq!(run.code(), Some(0), "stderr:\n{}", run.stderr);
-    let line = selftest_line(&run, "vsock-client");
-    assert_eq!(line, "husk-init selftest vsock-client ok bytes=1048576");
+    assert_eq!(
+        selftest_line(&run, "vsock-client"),
+        "husk-init selftest vsock-client ok bytes=1048576"
+    );
+    assert_eq!(
+        selftest_line(&run, "vsock-clients"),
+        "husk-init selftest vsock-clients ok streams=64 bytes=65536"
+    );
     let received = server.join().unwrap();
     assert_eq!(
-        fnv1a(&received),
-        fnv1a(&pattern(1 << 20)),
+        fnv1a(&received[0]),
+        fnv1a(&pattern(0, 1 << 20)),
         "the host got the guest's 1 MiB intact"
+    );
+    let mut concurrent: Vec<u64> = received[1..].iter().map(|bytes| fnv1a(bytes)).collect();
+    let mut expected: Vec<u64> = (0..VSOCK_CLIENT_STREAMS)
+        .map(|offset| fnv1a(&pattern(offset, 64 << 10)))
+        .collect();
+    // The streams connect in any order.
+    concurrent.sort_unstable();
+    expected.sort_unstable();
+    assert_eq!(
+        concurrent, expected,
+        "each of the 64 streams arrived intact"
     );
 }
 
@@ -269,7 +303,7 @@ fn vsock_host_to_guest_streams_echo_1_mib_and_64_at_once() {
         "the guest's echo server never came up:\n{console_text}"
     );
 
-    let big = pattern(1 << 20);
+    let big = pattern(0, 1 << 20);
     let echoed = host_to_guest_echo(&uds, &big);
     assert_eq!(echoed.len(), big.len());
     assert_eq!(fnv1a(&echoed), fnv1a(&big), "1 MiB came back intact");
@@ -278,7 +312,7 @@ fn vsock_host_to_guest_streams_echo_1_mib_and_64_at_once() {
         .map(|i| {
             let uds = uds.clone();
             std::thread::spawn(move || {
-                let data: Vec<u8> = pattern(64 * 1024 + i * 7)
+                let data: Vec<u8> = pattern(0, 64 * 1024 + i * 7)
                     .into_iter()
                     .map(|b| b ^ i as u8)
                     .collect();
