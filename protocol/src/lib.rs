@@ -68,9 +68,14 @@ pub mod cmdline {
     /// `husk.selftest=NAME[,NAME...]`: checks husk-init runs after its ready
     /// line, for the VM end-to-end tests; each prints one line starting with
     /// [`super::SELFTEST_LINE_PREFIX`]. Names: `hwrng` (reads the virtio-rng
-    /// device), `blk`, `blk-ro`, `blk-bench`, `vsock-echo`, `vsock-client` (see
+    /// device), `blk`, `blk-ro`, `blk-bench`, `vsock-echo`, `vsock-client`, `vsock-clients` (see
     /// [`super::selftest`]).
     pub const SELFTEST: &str = "husk.selftest";
+    /// `husk.agent`: husk-init serves the host's control connection (see
+    /// [`super::messages`]) and runs the container it is sent; `husk.exit`
+    /// and `husk.selftest` are then ignored, and the VM ends with the
+    /// container process's exit status once the host says Shutdown.
+    pub const AGENT: &str = "husk.agent";
 }
 
 /// What the guest-side selftests and the host-side tests agree on.

@@ -13,6 +13,8 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 use std::{fs, thread};
 
+pub mod bundle;
+
 /// The pieces a VM test needs.
 pub struct Artifacts {
     pub vmm: PathBuf,

@@ -9,6 +9,7 @@ pub mod arch;
 pub mod builder;
 pub mod config;
 pub mod console;
+pub mod guest_agent;
 pub mod devices;
 pub mod metrics;
 pub mod os;

@@ -1,0 +1,120 @@
+//! The conversation between the runtime (the parent) and the processes that
+//! set the container up, over one SOCK_SEQPACKET socket pair: each message
+//! is one JSON datagram. runc has the same conversation over its init pipe
+//! (procHooks, procReady, procError).
+//!
+//! ```text
+//! parent                         setup child / container init
+//!   Proceed (in the cgroup now) →
+//!                               ← IdMapsPlease (user namespace made)
+//!   IdMapsWritten               →
+//!                               ← InitPid (the init's pid on the host)
+//!                               ← RunCreateHooks (mounts done, before pivot)
+//!   HooksDone (state for hooks) →
+//!                               ← Ready (blocked on the exec fifo next)
+//!                  or, any time ← Failed
+//! ```
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::engine::sys;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ChildMessage {
+    IdMapsPlease,
+    InitPid(i32),
+    RunCreateHooks,
+    Ready,
+    Failed(InitFailure),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ParentMessage {
+    Proceed,
+    IdMapsWritten,
+    /// The container state (JSON) the createContainer and startContainer
+    /// hooks get on stdin.
+    HooksDone {
+        state: String,
+    },
+}
+
+/// Why the setup failed, as the child saw it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InitFailure {
+    /// What was being done (the outermost error alone).
+    pub step: String,
+    /// The whole chain of causes, "step: cause: cause".
+    pub message: String,
+    /// The exit status runc's callers would give this failure (127 for a
+    /// program not found, 126 for one that cannot run, 1 otherwise).
+    pub exit_code: i32,
+}
+
+/// One end of the socket pair.
+#[derive(Debug)]
+pub struct SyncSocket {
+    socket: OwnedFd,
+}
+
+/// Large enough for any message: the biggest is the state JSON, whose
+/// annotations are the only unbounded part.
+const MAX_MESSAGE: usize = 1 << 20;
+
+impl SyncSocket {
+    /// A connected pair (both close-on-exec): one for the parent, one for
+    /// the children.
+    pub fn pair() -> io::Result<(SyncSocket, SyncSocket)> {
+        let (parent, child) = sys::seqpacket_pair()?;
+        Ok((SyncSocket { socket: parent }, SyncSocket { socket: child }))
+    }
+
+    pub fn send<T: Serialize>(&self, message: &T) -> io::Result<()> {
+        let bytes = serde_json::to_vec(message).map_err(io::Error::other)?;
+        sys::send(self.socket.as_fd(), &bytes)
+    }
+
+    /// The next message; None when every peer has closed its end.
+    pub fn receive<T: DeserializeOwned>(&self) -> io::Result<Option<T>> {
+        let mut buffer = vec![0u8; MAX_MESSAGE];
+        let length = sys::receive(self.socket.as_fd(), &mut buffer)?;
+        if length == 0 {
+            return Ok(None);
+        }
+        serde_json::from_slice(&buffer[..length])
+            .map(Some)
+            .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_cross_the_pair_and_eof_is_none() {
+        let (parent, child) = SyncSocket::pair().unwrap();
+        child.send(&ChildMessage::InitPid(42)).unwrap();
+        child
+            .send(&ChildMessage::Failed(InitFailure {
+                step: "exec: \"foo\": executable file not found in $PATH".into(),
+                message: "exec: \"foo\": executable file not found in $PATH".into(),
+                exit_code: 127,
+            }))
+            .unwrap();
+        assert_eq!(
+            parent.receive::<ChildMessage>().unwrap(),
+            Some(ChildMessage::InitPid(42))
+        );
+        assert!(matches!(
+            parent.receive::<ChildMessage>().unwrap(),
+            Some(ChildMessage::Failed(InitFailure { exit_code: 127, .. }))
+        ));
+        drop(child);
+        assert_eq!(parent.receive::<ChildMessage>().unwrap(), None);
+    }
+}

@@ -1,0 +1,739 @@
+//! The container engine on this machine, without a VM: busybox bundles run
+//! through `husk-engine run`, checked from inside the container the way a
+//! user would look (hostname, id, /proc/self/status, errors of denied
+//! operations), and bad bundles checked for a clear error and nothing left
+//! behind (mounts, processes, cgroups).
+//!
+//! Needs root, busybox-static and a built husk-engine
+//! (`cargo build -p husk-init --bins`, or HUSK_ENGINE=/path/to/husk-engine).
+
+use std::io::Read;
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::os::unix::prelude::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use std::{fs, thread};
+
+use husk_tests::bundle::Bundle;
+use husk_tests::wait_with_deadline;
+use serde_json::json;
+
+/// Each run gets this long; a container that hangs fails its test.
+const RUN_TIMEOUT: Duration = Duration::from_secs(60);
+
+fn engine() -> PathBuf {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(
+        euid, 0,
+        "the engine host tests create namespaces, mounts and cgroups: run them as root"
+    );
+    let engine = std::env::var_os("HUSK_ENGINE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap()
+                .join("target/debug/husk-engine")
+        });
+    assert!(
+        engine.is_file(),
+        "{} does not exist: run `cargo build -p husk-init --bins` first (or set HUSK_ENGINE)",
+        engine.display()
+    );
+    engine
+}
+
+struct EngineRun {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl EngineRun {
+    /// The container's stdout; fails the test unless it exited 0.
+    fn success(self) -> String {
+        assert_eq!(
+            self.code,
+            Some(0),
+            "husk-engine failed\nstdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+    }
+}
+
+fn unique_id(name: &str) -> String {
+    format!("{name}-{}", std::process::id())
+}
+
+fn run_engine(bundle: &Bundle, id: &str, extra: &[&str]) -> EngineRun {
+    let mut child = Command::new(engine())
+        .args(["run", "--bundle"])
+        .arg(&bundle.dir)
+        .args(["--id", id])
+        .args(extra)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start husk-engine");
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let mut stderr_pipe = child.stderr.take().unwrap();
+    let stdout = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout_pipe.read_to_string(&mut text);
+        text
+    });
+    let stderr = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr_pipe.read_to_string(&mut text);
+        text
+    });
+    let status = wait_with_deadline(&mut child, RUN_TIMEOUT);
+    let run = EngineRun {
+        code: status.and_then(|status| status.code()),
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+    };
+    assert!(
+        status.is_some(),
+        "husk-engine ran past {RUN_TIMEOUT:?}; stderr:\n{}",
+        run.stderr
+    );
+    run
+}
+
+fn run(bundle: &Bundle, name: &str) -> EngineRun {
+    run_engine(bundle, &unique_id(name), &[])
+}
+
+// ---- what the container sees ----
+
+#[test]
+fn hostname_and_pid_1() {
+    let mut bundle = Bundle::busybox("hostname");
+    bundle
+        .set("/hostname", json!("box"))
+        .shell("hostname; echo $$");
+    assert_eq!(run(&bundle, "hostname").success(), "box\n1\n");
+}
+
+#[test]
+fn uid_gid_and_groups() {
+    let mut bundle = Bundle::busybox("ids");
+    bundle
+        .set(
+            "/process/user",
+            json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 29]}),
+        )
+        .shell("id -u; id -g; id -G");
+    assert_eq!(run(&bundle, "ids").success(), "1000\n1000\n1000 10 29\n");
+}
+
+#[test]
+fn a_user_name_is_looked_up_in_the_container() {
+    let mut bundle = Bundle::busybox("username");
+    bundle
+        .set(
+            "/process/user",
+            json!({"uid": 0, "gid": 0, "username": "app"}),
+        )
+        .shell("id -u; id -G; echo $HOME");
+    assert_eq!(
+        run(&bundle, "username").success(),
+        "1000\n1000 10\n/home/app\n"
+    );
+}
+
+#[test]
+fn all_five_capability_sets() {
+    let mut bundle = Bundle::busybox("caps");
+    bundle
+        .set("/process/user", json!({"uid": 1000, "gid": 1000}))
+        .set(
+            "/process/capabilities",
+            json!({
+                "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"],
+                "effective": ["CAP_CHOWN", "CAP_KILL"],
+                "permitted": ["CAP_CHOWN", "CAP_KILL"],
+                "inheritable": ["CAP_CHOWN", "CAP_KILL"],
+                "ambient": ["CAP_KILL"]
+            }),
+        )
+        .shell("grep ^Cap /proc/self/status");
+    // A non-root exec keeps only the ambient set as effective and permitted
+    // (capabilities(7), "Transformation of capabilities during execve()").
+    assert_eq!(
+        run(&bundle, "caps").success(),
+        "CapInh:\t0000000000000021\n\
+         CapPrm:\t0000000000000020\n\
+         CapEff:\t0000000000000020\n\
+         CapBnd:\t00000000000000e1\n\
+         CapAmb:\t0000000000000020\n"
+    );
+}
+
+#[test]
+fn runc_default_capabilities_for_root() {
+    let mut bundle = Bundle::busybox("default-caps");
+    bundle.shell("grep -E '^Cap(Eff|Bnd)' /proc/self/status");
+    assert_eq!(
+        run(&bundle, "default-caps").success(),
+        "CapEff:\t0000000020000420\nCapBnd:\t0000000020000420\n"
+    );
+}
+
+#[test]
+fn seccomp_denies_with_the_configured_errno() {
+    let mut bundle = Bundle::busybox("seccomp");
+    bundle
+        .set(
+            "/linux/seccomp",
+            json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "architectures": ["SCMP_ARCH_X86_64"],
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+            }),
+        )
+        .shell("mkdir /dev/shm/forbidden; echo status=$?; touch /dev/shm/allowed && echo touched");
+    let run = run(&bundle, "seccomp");
+    let stderr = run.stderr.clone();
+    assert_eq!(run.success(), "status=1\ntouched\n");
+    assert!(
+        stderr.contains("mkdir: can't create directory '/dev/shm/forbidden': Permission denied"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn masked_paths_are_empty() {
+    let mut bundle = Bundle::busybox("masked");
+    // A file and a directory of the image that are not empty, added to the
+    // default list (whose /proc files this host's kernel may not have).
+    let mut masked = bundle.config["linux"]["maskedPaths"]
+        .as_array()
+        .unwrap()
+        .clone();
+    masked.extend([json!("/etc/group"), json!("/home")]);
+    bundle.set("/linux/maskedPaths", json!(masked)).shell(
+        "wc -c < /etc/group; ls -A /home | wc -l; ls -A /sys/firmware | wc -l; wc -c < /etc/passwd",
+    );
+    let output = run(&bundle, "masked").success();
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(&lines[..3], ["0", "0", "0"], "masked paths show nothing");
+    assert_ne!(lines[3], "0", "an unmasked file keeps its content");
+}
+
+#[test]
+fn read_only_paths_and_root_cannot_be_written() {
+    let mut bundle = Bundle::busybox("readonly");
+    bundle.shell(
+        "echo 1 > /proc/sys/kernel/domainname; echo sysctl=$?; \
+         touch /new-file; echo root=$?; \
+         touch /dev/shm/file; echo shm=$?",
+    );
+    let run = run(&bundle, "readonly");
+    let stderr = run.stderr.clone();
+    assert_eq!(run.success(), "sysctl=1\nroot=1\nshm=0\n");
+    assert!(stderr.contains("Read-only file system"), "{stderr}");
+}
+
+#[test]
+fn rlimits_apply() {
+    let mut bundle = Bundle::busybox("rlimits");
+    bundle
+        .set(
+            "/process/rlimits",
+            json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1000}]),
+        )
+        .shell("ulimit -n; ulimit -Hn");
+    assert_eq!(run(&bundle, "rlimits").success(), "512\n1000\n");
+}
+
+#[test]
+fn env_cwd_umask_and_home() {
+    let mut bundle = Bundle::busybox("env");
+    bundle
+        .set(
+            "/process/user",
+            json!({"uid": 1000, "gid": 1000, "umask": 0o027}),
+        )
+        .set("/process/cwd", json!("/work/dir"))
+        .set("/process/env", json!(["PATH=/bin", "FOO=bar baz"]))
+        .shell("echo \"$FOO|$HOME|$(pwd)|$(umask)\"");
+    assert_eq!(
+        run(&bundle, "env").success(),
+        "bar baz|/home/app|/work/dir|0027\n"
+    );
+}
+
+#[test]
+fn pids_limit_stops_a_fork_loop() {
+    let mut bundle = Bundle::busybox("pids");
+    // At most 15 forks whatever happens; pids.max stops them at 8 tasks: the
+    // shell and 7 sleeps. busybox sh gives up on the first failed fork.
+    bundle
+        .set("/linux/resources/pids", json!({"limit": 8}))
+        .shell("i=0; while [ $i -lt 15 ]; do sleep 5 & i=$((i+1)); echo $i; done");
+    let run = run(&bundle, "pids");
+    assert!(run.stderr.contains("can't fork"), "stderr:\n{}", run.stderr);
+    assert_eq!(run.stdout, "1\n2\n3\n4\n5\n6\n7\n");
+    assert_eq!(run.code, Some(2), "busybox sh's status after a failed fork");
+}
+
+#[test]
+fn memory_limit_is_visible_and_enforced() {
+    let mut bundle = Bundle::busybox("memory");
+    bundle
+        .set("/linux/resources/memory", json!({"limit": 33554432}))
+        .shell(
+            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
+             dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo status=$?",
+        );
+    // 64 MiB of buffer in a 32 MiB cgroup: the OOM killer's SIGKILL.
+    assert_eq!(run(&bundle, "memory").success(), "33554432\nstatus=137\n");
+}
+
+#[test]
+fn exit_status_passes_through() {
+    let mut bundle = Bundle::busybox("status");
+    bundle.shell("exit 7");
+    assert_eq!(run(&bundle, "status").code, Some(7));
+}
+
+#[test]
+fn without_a_pid_namespace_a_signal_death_is_128_plus_n() {
+    let mut bundle = Bundle::busybox("no-pidns");
+    bundle
+        .set(
+            "/linux/namespaces",
+            json!([{"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]),
+        )
+        .shell("[ $$ != 1 ] && echo not-pid-1; kill -TERM $$");
+    let run = run(&bundle, "no-pidns");
+    assert_eq!(run.stdout, "not-pid-1\n");
+    assert_eq!(
+        run.code,
+        Some(128 + libc::SIGTERM),
+        "stderr:\n{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn sigterm_to_husk_engine_reaches_the_container() {
+    let mut bundle = Bundle::busybox("forward");
+    bundle.shell("trap 'echo got TERM; exit 3' TERM; echo ready; while true; do sleep 1; done");
+    let mut child = Command::new(engine())
+        .args(["run", "--bundle"])
+        .arg(&bundle.dir)
+        .args(["--id", &unique_id("forward")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start husk-engine");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut ready = [0u8; 6];
+    stdout
+        .read_exact(&mut ready)
+        .expect("the container says it is ready");
+    assert_eq!(&ready, b"ready\n");
+    // SAFETY: kill(2) with a pid we spawned and a valid signal.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    let status = wait_with_deadline(&mut child, RUN_TIMEOUT).expect("husk-engine exits");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).unwrap();
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(status.code(), Some(3));
+}
+
+#[test]
+fn a_namespace_given_by_path_is_joined() {
+    let mut bundle = Bundle::busybox("join-net");
+    // This test's network namespace: the container sees the host's
+    // interfaces instead of a lone "lo".
+    let path = format!("/proc/{}/ns/net", std::process::id());
+    bundle
+        .set(
+            "/linux/namespaces/1",
+            json!({"type": "network", "path": path}),
+        )
+        .shell("ls /sys/class/net");
+    let mut host: Vec<String> = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    host.sort();
+    let output = run(&bundle, "join-net").success();
+    let mut seen: Vec<&str> = output.lines().collect();
+    seen.sort();
+    assert_eq!(seen, host);
+}
+
+#[test]
+fn user_namespace_maps_root() {
+    let mut bundle = Bundle::busybox("userns");
+    bundle
+        .set(
+            "/linux/namespaces",
+            json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
+                   {"type": "mount"}, {"type": "user"}, {"type": "cgroup"}]),
+        )
+        .set(
+            "/linux/uidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+        )
+        .set(
+            "/linux/gidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+        )
+        .shell("id -u; cat /proc/self/uid_map; head -c 3 /dev/zero | wc -c");
+    let output = run(&bundle, "userns").success();
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(lines[0], "0");
+    assert_eq!(
+        lines[1].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
+    assert_eq!(lines[2], "3", "/dev/zero is bound from the host");
+}
+
+#[test]
+fn hooks_run_in_order_with_the_state_on_stdin() {
+    let mut bundle = Bundle::busybox("hooks");
+    let log = bundle.dir.join("hooks.log");
+    let host_hook = |label: &str| {
+        json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!("{{ printf '{label} '; cat; echo; }} >> {}", log.display())],
+            "env": ["PATH=/usr/bin:/bin"]
+        })
+    };
+    // startContainer runs inside the container: its /bin/sh is busybox and
+    // /tmp is the bundle's rootfs/tmp.
+    let container_hook = json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", "{ printf 'startContainer '; cat; echo; } >> /tmp/start.log"]
+    });
+    bundle
+        .set("/root/readonly", json!(false))
+        .set(
+            "/hooks",
+            json!({
+                "prestart": [host_hook("prestart")],
+                "createRuntime": [host_hook("createRuntime")],
+                "createContainer": [host_hook("createContainer")],
+                "startContainer": [container_hook],
+                "poststart": [host_hook("poststart")],
+                "poststop": [host_hook("poststop")]
+            }),
+        )
+        .shell("echo process");
+    let id = unique_id("hooks");
+    let output = run_engine(&bundle, &id, &[]).success();
+    assert_eq!(output, "process\n");
+
+    let text = fs::read_to_string(&log).expect("the hooks wrote their log");
+    let entries: Vec<(String, serde_json::Value)> = text
+        .lines()
+        .map(|line| {
+            let (label, state) = line.split_once(' ').expect("label and state");
+            (
+                label.to_owned(),
+                serde_json::from_str(state).expect("the state is JSON"),
+            )
+        })
+        .collect();
+    let labels: Vec<&str> = entries.iter().map(|(label, _)| label.as_str()).collect();
+    assert_eq!(
+        labels,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "poststart",
+            "poststop"
+        ]
+    );
+    let statuses: Vec<&str> = entries
+        .iter()
+        .map(|(_, state)| state["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["creating", "creating", "creating", "running", "stopped"]
+    );
+    for (label, state) in &entries {
+        assert_eq!(state["id"], json!(id), "{label}");
+        assert!(
+            state["pid"].as_i64().unwrap() > 1,
+            "{label}: the init's host pid"
+        );
+        assert_eq!(
+            state["bundle"],
+            json!(bundle.dir.to_str().unwrap()),
+            "{label}"
+        );
+    }
+    let start =
+        fs::read_to_string(bundle.rootfs().join("tmp/start.log")).expect("startContainer ran");
+    let (label, state) = start.trim_end().split_once(' ').unwrap();
+    assert_eq!(label, "startContainer");
+    let state: serde_json::Value = serde_json::from_str(state).unwrap();
+    assert_eq!(state["status"], "created");
+}
+
+#[test]
+fn terminal_goes_through_the_console_socket() {
+    let mut bundle = Bundle::busybox("terminal");
+    bundle
+        .set("/process/terminal", json!(true))
+        .set("/process/consoleSize", json!({"height": 30, "width": 100}))
+        .shell("echo hello from the tty; tty; stty size");
+    let socket_path = bundle.dir.join("console.sock");
+    let listener = UnixListener::bind(&socket_path).expect("bind the console socket");
+    let receiver = thread::spawn(move || {
+        let (connection, _) = listener.accept().expect("husk-engine connects");
+        let master = receive_fd(connection.as_raw_fd());
+        let mut output = Vec::new();
+        // Reading a master whose slave side is all closed ends with EIO.
+        let _ = fs::File::from(master).read_to_end(&mut output);
+        String::from_utf8_lossy(&output).into_owned()
+    });
+    let run = run_engine(
+        &bundle,
+        &unique_id("terminal"),
+        &["--console-socket", socket_path.to_str().unwrap()],
+    );
+    let stdout = run.success();
+    assert_eq!(
+        stdout, "",
+        "the process writes to the pty, not to husk-engine's stdout"
+    );
+    let console = receiver.join().unwrap();
+    assert_eq!(console, "hello from the tty\r\n/dev/pts/0\r\n30 100\r\n");
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS (unix(7)).
+fn receive_fd(socket: i32) -> OwnedFd {
+    let mut payload = [0u8; 256];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_mut_ptr().cast(),
+        iov_len: payload.len(),
+    };
+    // SAFETY: CMSG_SPACE computes a size from a constant.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<i32>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    // SAFETY: msghdr is plain data; the fields used are set below.
+    let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+    message.msg_iov = &mut iov;
+    message.msg_iovlen = 1;
+    message.msg_control = control.as_mut_ptr().cast();
+    message.msg_controllen = space;
+    // SAFETY: `message` points at `payload` and `control`, both writable and
+    // alive for the call.
+    let received = unsafe { libc::recvmsg(socket, &mut message, 0) };
+    assert!(received >= 0, "recvmsg on the console socket failed");
+    // SAFETY: the kernel filled `message`; CMSG_FIRSTHDR reads its control
+    // fields and returns null when there is no header.
+    let header = unsafe { libc::CMSG_FIRSTHDR(&message) };
+    assert!(
+        !header.is_null(),
+        "no descriptor came with the console message"
+    );
+    // SAFETY: a non-null header from the kernel with SCM_RIGHTS data holds
+    // at least one descriptor after CMSG_DATA.
+    let fd = unsafe {
+        assert_eq!((*header).cmsg_type, libc::SCM_RIGHTS);
+        std::ptr::read_unaligned(libc::CMSG_DATA(header).cast::<i32>())
+    };
+    // SAFETY: the descriptor was just received and belongs to nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+// ---- bad input: a clear error, and nothing left behind ----
+
+/// Mount points of this namespace (what a leaked mount would change).
+fn mount_table() -> Vec<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|line| {
+            line.split_whitespace()
+                .nth(4)
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+/// Processes whose command line mentions `marker`.
+fn processes_mentioning(marker: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir("/proc").unwrap().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_err() || name == std::process::id().to_string() {
+            continue;
+        }
+        if let Ok(cmdline) = fs::read(entry.path().join("cmdline")) {
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(marker) {
+                found.push(format!("{name}: {cmdline}"));
+            }
+        }
+    }
+    found
+}
+
+/// The container's cgroup directories that still exist, in every cgroup
+/// mount of this host.
+fn leftover_cgroups(id: &str) -> Vec<PathBuf> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            let (head, tail) = line.split_once(" - ")?;
+            let fstype = tail.split_whitespace().next()?;
+            (fstype == "cgroup" || fstype == "cgroup2")
+                .then(|| PathBuf::from(head.split_whitespace().nth(4).unwrap()))
+        })
+        .map(|mount_point| mount_point.join("husk").join(id))
+        .filter(|path| path.exists())
+        .collect()
+}
+
+/// Runs a bundle that must fail: checks the exit code, that stderr is one
+/// line holding `expected`, and that nothing was left behind.
+fn assert_refused(bundle: Bundle, name: &str, expected: &str, code: i32) {
+    bundle.write();
+    let id = unique_id(name);
+    let mounts_before = mount_table();
+    let run = run_engine(&bundle, &id, &[]);
+    assert_eq!(run.code, Some(code), "stderr:\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(expected),
+        "expected {expected:?} in stderr:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.lines().count(),
+        1,
+        "one line of error:\n{}",
+        run.stderr
+    );
+    assert!(run.stdout.is_empty(), "stdout:\n{}", run.stdout);
+    assert_eq!(mount_table(), mounts_before, "mounts changed on the host");
+    let marker = bundle.dir.to_string_lossy().into_owned();
+    assert_eq!(
+        processes_mentioning(&marker),
+        Vec::<String>::new(),
+        "leftover processes"
+    );
+    assert_eq!(
+        leftover_cgroups(&id),
+        Vec::<PathBuf>::new(),
+        "leftover cgroups"
+    );
+    assert!(
+        !Path::new("/run/husk-engine").join(&id).exists(),
+        "leftover state directory"
+    );
+}
+
+#[test]
+fn missing_root_is_named() {
+    let mut bundle = Bundle::busybox("bad-root");
+    bundle.set("/root/path", json!("no-such-rootfs"));
+    assert_refused(bundle, "bad-root", "config.json: root.path: ", 1);
+}
+
+#[test]
+fn unknown_namespace_type_is_named() {
+    let mut bundle = Bundle::busybox("bad-ns");
+    bundle.set("/linux/namespaces/2/type", json!("foo"));
+    assert_refused(
+        bundle,
+        "bad-ns",
+        "config.json: linux.namespaces[2].type: unknown namespace type \"foo\"",
+        1,
+    );
+}
+
+#[test]
+fn absent_user_name_is_named() {
+    let mut bundle = Bundle::busybox("bad-user");
+    bundle.set("/process/user/username", json!("ghost"));
+    assert_refused(
+        bundle,
+        "bad-user",
+        "process.user.username: \"ghost\": no such user in the container's /etc/passwd",
+        1,
+    );
+}
+
+#[test]
+fn seccomp_notify_is_refused() {
+    let mut bundle = Bundle::busybox("bad-seccomp");
+    bundle.set(
+        "/linux/seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]
+        }),
+    );
+    assert_refused(bundle, "bad-seccomp", "linux.seccomp.syscalls[0].action", 1);
+}
+
+#[test]
+fn missing_program_exits_127() {
+    let mut bundle = Bundle::busybox("bad-program");
+    bundle.set("/process/args", json!(["no-such-program", "--flag"]));
+    assert_refused(
+        bundle,
+        "bad-program",
+        "exec: \"no-such-program\": executable file not found in $PATH",
+        127,
+    );
+}
+
+#[test]
+fn non_executable_program_exits_126() {
+    let mut bundle = Bundle::busybox("bad-exec");
+    bundle.set("/process/args", json!(["/etc/not-a-program"]));
+    assert_refused(
+        bundle,
+        "bad-exec",
+        "exec: \"/etc/not-a-program\": permission denied",
+        126,
+    );
+}
+
+#[test]
+fn a_mount_that_fails_is_named_and_undone() {
+    let mut bundle = Bundle::busybox("bad-mount");
+    bundle.set(
+        "/mounts/7",
+        json!({"destination": "/data", "type": "bind", "source": "/no/such/source", "options": ["rbind"]}),
+    );
+    assert_refused(
+        bundle,
+        "bad-mount",
+        "mounts[7]: bind source /no/such/source: No such file or directory",
+        1,
+    );
+}
+
+#[test]
+fn a_failing_create_runtime_hook_stops_the_create() {
+    let mut bundle = Bundle::busybox("bad-hook");
+    bundle.set(
+        "/hooks",
+        json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", "echo no network for you >&2; exit 3"]}]}),
+    );
+    assert_refused(bundle, "bad-hook", "hooks.createRuntime", 1);
+}
