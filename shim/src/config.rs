@@ -1,0 +1,120 @@
+//! husk's configuration file: `/etc/husk/config.json`, or the file named by
+//! the environment variable `HUSK_CONFIG`. It is optional and small:
+//!
+//! ```json
+//! {"backend": "container"}
+//! ```
+//!
+//! `backend` ("vm" or "container") is the backend `create` and `run` use
+//! when neither `--backend` nor the bundle's `run.husk.backend` annotation
+//! names one. Unknown keys are refused, so that a typo does not silently
+//! change nothing.
+
+use std::io::{self, ErrorKind};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::backend::BackendKind;
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/husk/config.json";
+pub const CONFIG_PATH_VARIABLE: &str = "HUSK_CONFIG";
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HuskConfig {
+    /// The default backend for new containers.
+    #[serde(default)]
+    pub backend: Option<BackendKind>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("read husk's configuration file {} (set {CONFIG_PATH_VARIABLE} to another file, or unset it)", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{}: not a valid husk configuration (expected {{\"backend\": \"vm\" or \"container\"}})", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+/// Where the configuration file is: `$HUSK_CONFIG` if set, else the default
+/// path. The flag says whether the file must exist (a file the user named
+/// must; the default one may be absent).
+pub fn config_path() -> (PathBuf, bool) {
+    match std::env::var_os(CONFIG_PATH_VARIABLE) {
+        Some(path) if !path.is_empty() => (PathBuf::from(path), true),
+        _ => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+    }
+}
+
+/// Reads the configuration file (see [`config_path`]).
+pub fn load() -> Result<(HuskConfig, PathBuf), ConfigError> {
+    let (path, required) = config_path();
+    let config = load_from(&path, required)?;
+    Ok((config, path))
+}
+
+/// Reads the configuration at `path`; a missing file that is not
+/// `required` gives the defaults.
+pub fn load_from(path: &Path, required: bool) -> Result<HuskConfig, ConfigError> {
+    let text = match std::fs::read(path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == ErrorKind::NotFound && !required => {
+            return Ok(HuskConfig::default())
+        }
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    // An empty file configures nothing, like a missing one.
+    if text.iter().all(u8::is_ascii_whitespace) {
+        return Ok(HuskConfig::default());
+    }
+    serde_json::from_slice(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_default_file_gives_the_defaults() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("config.json");
+        assert_eq!(load_from(&path, false).unwrap(), HuskConfig::default());
+        let error = load_from(&path, true).unwrap_err();
+        assert!(error.to_string().contains(&path.display().to_string()));
+    }
+
+    #[test]
+    fn the_backend_is_read_and_typos_are_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("config.json");
+        std::fs::write(&path, r#"{"backend": "container"}"#).unwrap();
+        assert_eq!(
+            load_from(&path, true).unwrap().backend,
+            Some(BackendKind::Container)
+        );
+        std::fs::write(&path, r#"{"backnd": "vm"}"#).unwrap();
+        let error = load_from(&path, true).unwrap_err();
+        let message = husk_init::engine::error_chain(&error);
+        assert!(message.contains("unknown field `backnd`"), "{message}");
+        std::fs::write(&path, r#"{"backend": "jail"}"#).unwrap();
+        assert!(load_from(&path, true).is_err());
+        std::fs::write(&path, "\n").unwrap();
+        assert_eq!(load_from(&path, true).unwrap(), HuskConfig::default());
+    }
+}
