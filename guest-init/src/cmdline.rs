@@ -1,6 +1,6 @@
 //! The kernel command line keys husk-init obeys (see `husk_protocol::cmdline`).
 
-use husk_protocol::cmdline::{EXIT, SELFTEST};
+use husk_protocol::cmdline::{AGENT, EXIT, SELFTEST};
 
 /// How husk-init ends once it has reported ready (`husk.exit=`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,14 @@ impl ExitAction {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{EXIT}={0:?} is not valid: expected a number 0..=255, `panic` or `hold`")]
 pub struct InvalidExitAction(String);
+
+/// Whether `husk.agent` is on the command line (with any value but 0).
+pub fn agent_mode(cmdline: &str) -> bool {
+    parameters(cmdline)
+        .filter(|(key, _)| *key == AGENT)
+        .last()
+        .is_some_and(|(_, value)| value != Some("0"))
+}
 
 /// The selftests `husk.selftest=a,b` asks for, in order (last occurrence
 /// wins, as for every key).
@@ -95,6 +103,14 @@ fn parameters(cmdline: &str) -> impl Iterator<Item = (&str, Option<&str>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn agent_mode_is_named_on_the_command_line() {
+        assert!(agent_mode("console=ttyS0 husk.agent"));
+        assert!(agent_mode("husk.agent=1"));
+        assert!(!agent_mode("husk.agent=1 husk.agent=0"));
+        assert!(!agent_mode("husk.agents husk.exit=0"));
+    }
 
     #[test]
     fn selftests_are_listed_in_order() {

@@ -1,9 +1,12 @@
 //! husk-init: PID 1 of a husk guest. It mounts the kernel's filesystems,
-//! reports ready on the console, and ends the way `husk.exit=` asks.
+//! then either serves the host's control connection and runs a container
+//! (`husk.agent`), or reports ready on the console and ends the way
+//! `husk.exit=` asks (boot tests and benchmarks).
 //!
 //! Built static (glibc with crt-static) because the initramfs holds nothing
 //! else: no loader, no libraries, and no NSS configuration.
 
+mod agent;
 mod cmdline;
 mod guest_signal;
 mod mounts;
@@ -22,7 +25,9 @@ use crate::ready::ReadyReport;
 
 const USAGE: &str = "\
 husk-init is PID 1 inside a husk guest VM; it is started by the guest kernel,
-not by hand. Kernel command line: husk.exit=<0..=255|panic|hold>.";
+not by hand. Kernel command line: husk.agent (serve the host's control
+connection and run the container it sends), or husk.exit=<0..=255|panic|hold>
+and husk.selftest=NAME[,NAME...] (tests and benchmarks).";
 
 fn main() {
     if process::id() != 1 {
@@ -34,6 +39,7 @@ fn main() {
 }
 
 fn run_as_init() {
+    let started = sys::boot_time().unwrap_or_default();
     let guest_signal = open_guest_signal();
     mark(&guest_signal, BootPhase::InitStarted);
 
@@ -45,6 +51,11 @@ fn run_as_init() {
         eprintln!("husk-init: cannot read /proc/cmdline ({error})");
         String::new()
     });
+    if cmdline::agent_mode(&cmdline) {
+        mark(&guest_signal, BootPhase::InitReady);
+        let outcome = agent::serve(started);
+        return end(ExitAction::Status(outcome.status), &guest_signal);
+    }
     let exit_action = read_exit_action(&cmdline);
 
     mark(&guest_signal, BootPhase::InitReady);

@@ -178,3 +178,28 @@ pub fn shutdown_write(socket: &impl AsRawFd) -> io::Result<()> {
         Err(io::Error::last_os_error())
     }
 }
+
+/// Sets a receive timeout on a socket, so a peer that stops talking can't
+/// block its reader for ever.
+pub fn set_receive_timeout(socket: &impl AsRawFd, timeout: Option<Duration>) -> io::Result<()> {
+    let timeout = timeout.unwrap_or_default();
+    let value = libc::timeval {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_usec: libc::suseconds_t::from(timeout.subsec_micros() as i32),
+    };
+    // SAFETY: SO_RCVTIMEO reads one timeval of the size passed.
+    let ret = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&value as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}

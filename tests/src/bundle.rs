@@ -191,6 +191,14 @@ impl Bundle {
         self.set("/process/args", json!(["sh", "-c", script]))
     }
 
+    /// A process for `runc exec --process` (a config.json "process"
+    /// object): this bundle's process, running `sh -c script`.
+    pub fn exec_process(&self, script: &str) -> Value {
+        let mut process = self.config["process"].clone();
+        process["args"] = json!(["sh", "-c", script]);
+        process
+    }
+
     pub fn write(&self) {
         fs::write(
             self.dir.join("config.json"),

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use std::{fs, thread};
 
 pub mod bundle;
+pub mod checks;
+pub mod vm;
 
 /// The pieces a VM test needs.
 pub struct Artifacts {
@@ -233,6 +235,11 @@ impl Drop for Scratch {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.path);
     }
+}
+
+/// A path as a command-line argument; test paths are UTF-8.
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("test paths are UTF-8")
 }
 
 /// The kernel command line the tests boot with: husk-vmm's default plus

@@ -8,14 +8,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
 
-use husk_tests::{run_vmm, Artifacts, Scratch, VmmRun};
+use husk_tests::{path_str as path, run_vmm, Artifacts, Scratch, VmmRun};
 
 const EXIT_VMM_ERROR: i32 = 125;
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
-}
 
 /// Asserts the run failed the way bad input should and the message says
 /// `expected`.

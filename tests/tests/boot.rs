@@ -8,16 +8,12 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use husk_tests::{
-    cmdline, find_ready_line, require_bootable_kvm, run_vmm, wait_for_console, wait_with_deadline,
-    Artifacts, ReadyLine, Scratch, BOOT_TIMEOUT,
+    cmdline, find_ready_line, path_str as path, require_bootable_kvm, run_vmm, wait_for_console,
+    wait_with_deadline, Artifacts, ReadyLine, Scratch, BOOT_TIMEOUT,
 };
 
 /// husk-vmm's exit status for a crashed guest (see `husk-vmm --help`).
 const EXIT_GUEST_CRASHED: i32 = 250;
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
-}
 
 /// Boots `kernel` with husk-init, the serial console going to `serial`, and
 /// `kernel_args` added to the default command line.

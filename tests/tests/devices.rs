@@ -9,13 +9,9 @@ use std::process::Command;
 
 use husk_protocol::selftest::{BLK_READ_FILE, BLK_WRITE_FILE, BLK_WRITTEN_TEXT};
 use husk_tests::{
-    cmdline, require_bootable_kvm, run_vmm, wait_for_console, Artifacts, Scratch, VmmRun,
-    BOOT_TIMEOUT,
+    cmdline, path_str as path, require_bootable_kvm, run_vmm, wait_for_console, Artifacts, Scratch,
+    VmmRun, BOOT_TIMEOUT,
 };
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("test paths are UTF-8")
-}
 
 /// Boots with `extra_args`, the console on stdout, `kernel_args` added.
 fn boot(extra_args: &[&str], kernel_args: &str) -> VmmRun {

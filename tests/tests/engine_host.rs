@@ -1,13 +1,14 @@
 //! The container engine on this machine, without a VM: busybox bundles run
 //! through `husk-engine run`, checked from inside the container the way a
 //! user would look (hostname, id, /proc/self/status, errors of denied
-//! operations), and bad bundles checked for a clear error and nothing left
+//! operations), processes exec'd into running containers (`--exec`) checked
+//! the same way, and bad bundles checked for a clear error and nothing left
 //! behind (mounts, processes, cgroups).
 //!
 //! Needs root, busybox-static and a built husk-engine
 //! (`cargo build -p husk-init --bins`, or HUSK_ENGINE=/path/to/husk-engine).
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::os::unix::prelude::AsRawFd;
@@ -17,8 +18,9 @@ use std::time::Duration;
 use std::{fs, thread};
 
 use husk_tests::bundle::Bundle;
+use husk_tests::checks::{self, Check};
 use husk_tests::wait_with_deadline;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Each run gets this long; a container that hangs fails its test.
 const RUN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -113,196 +115,38 @@ fn run(bundle: &Bundle, name: &str) -> EngineRun {
 
 // ---- what the container sees ----
 
-#[test]
-fn hostname_and_pid_1() {
-    let mut bundle = Bundle::busybox("hostname");
-    bundle
-        .set("/hostname", json!("box"))
-        .shell("hostname; echo $$");
-    assert_eq!(run(&bundle, "hostname").success(), "box\n1\n");
+/// Runs one of the checks shared with the VM tests through husk-engine.
+fn check(check: &Check) {
+    let bundle = check.bundle();
+    let run = run(&bundle, check.name);
+    check.verify(run.code, &run.stdout, &run.stderr);
 }
 
-#[test]
-fn uid_gid_and_groups() {
-    let mut bundle = Bundle::busybox("ids");
-    bundle
-        .set(
-            "/process/user",
-            json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 29]}),
-        )
-        .shell("id -u; id -g; id -G");
-    assert_eq!(run(&bundle, "ids").success(), "1000\n1000\n1000 10 29\n");
+macro_rules! host_checks {
+    ($($test:ident => $check:ident,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check(&checks::$check);
+            }
+        )*
+    };
 }
 
-#[test]
-fn a_user_name_is_looked_up_in_the_container() {
-    let mut bundle = Bundle::busybox("username");
-    bundle
-        .set(
-            "/process/user",
-            json!({"uid": 0, "gid": 0, "username": "app"}),
-        )
-        .shell("id -u; id -G; echo $HOME");
-    assert_eq!(
-        run(&bundle, "username").success(),
-        "1000\n1000 10\n/home/app\n"
-    );
-}
-
-#[test]
-fn all_five_capability_sets() {
-    let mut bundle = Bundle::busybox("caps");
-    bundle
-        .set("/process/user", json!({"uid": 1000, "gid": 1000}))
-        .set(
-            "/process/capabilities",
-            json!({
-                "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"],
-                "effective": ["CAP_CHOWN", "CAP_KILL"],
-                "permitted": ["CAP_CHOWN", "CAP_KILL"],
-                "inheritable": ["CAP_CHOWN", "CAP_KILL"],
-                "ambient": ["CAP_KILL"]
-            }),
-        )
-        .shell("grep ^Cap /proc/self/status");
-    // A non-root exec keeps only the ambient set as effective and permitted
-    // (capabilities(7), "Transformation of capabilities during execve()").
-    assert_eq!(
-        run(&bundle, "caps").success(),
-        "CapInh:\t0000000000000021\n\
-         CapPrm:\t0000000000000020\n\
-         CapEff:\t0000000000000020\n\
-         CapBnd:\t00000000000000e1\n\
-         CapAmb:\t0000000000000020\n"
-    );
-}
-
-#[test]
-fn runc_default_capabilities_for_root() {
-    let mut bundle = Bundle::busybox("default-caps");
-    bundle.shell("grep -E '^Cap(Eff|Bnd)' /proc/self/status");
-    assert_eq!(
-        run(&bundle, "default-caps").success(),
-        "CapEff:\t0000000020000420\nCapBnd:\t0000000020000420\n"
-    );
-}
-
-#[test]
-fn seccomp_denies_with_the_configured_errno() {
-    let mut bundle = Bundle::busybox("seccomp");
-    bundle
-        .set(
-            "/linux/seccomp",
-            json!({
-                "defaultAction": "SCMP_ACT_ALLOW",
-                "architectures": ["SCMP_ARCH_X86_64"],
-                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
-            }),
-        )
-        .shell("mkdir /dev/shm/forbidden; echo status=$?; touch /dev/shm/allowed && echo touched");
-    let run = run(&bundle, "seccomp");
-    let stderr = run.stderr.clone();
-    assert_eq!(run.success(), "status=1\ntouched\n");
-    assert!(
-        stderr.contains("mkdir: can't create directory '/dev/shm/forbidden': Permission denied"),
-        "{stderr}"
-    );
-}
-
-#[test]
-fn masked_paths_are_empty() {
-    let mut bundle = Bundle::busybox("masked");
-    // A file and a directory of the image that are not empty, added to the
-    // default list (whose /proc files this host's kernel may not have).
-    let mut masked = bundle.config["linux"]["maskedPaths"]
-        .as_array()
-        .unwrap()
-        .clone();
-    masked.extend([json!("/etc/group"), json!("/home")]);
-    bundle.set("/linux/maskedPaths", json!(masked)).shell(
-        "wc -c < /etc/group; ls -A /home | wc -l; ls -A /sys/firmware | wc -l; wc -c < /etc/passwd",
-    );
-    let output = run(&bundle, "masked").success();
-    let lines: Vec<&str> = output.lines().collect();
-    assert_eq!(&lines[..3], ["0", "0", "0"], "masked paths show nothing");
-    assert_ne!(lines[3], "0", "an unmasked file keeps its content");
-}
-
-#[test]
-fn read_only_paths_and_root_cannot_be_written() {
-    let mut bundle = Bundle::busybox("readonly");
-    bundle.shell(
-        "echo 1 > /proc/sys/kernel/domainname; echo sysctl=$?; \
-         touch /new-file; echo root=$?; \
-         touch /dev/shm/file; echo shm=$?",
-    );
-    let run = run(&bundle, "readonly");
-    let stderr = run.stderr.clone();
-    assert_eq!(run.success(), "sysctl=1\nroot=1\nshm=0\n");
-    assert!(stderr.contains("Read-only file system"), "{stderr}");
-}
-
-#[test]
-fn rlimits_apply() {
-    let mut bundle = Bundle::busybox("rlimits");
-    bundle
-        .set(
-            "/process/rlimits",
-            json!([{"type": "RLIMIT_NOFILE", "soft": 512, "hard": 1000}]),
-        )
-        .shell("ulimit -n; ulimit -Hn");
-    assert_eq!(run(&bundle, "rlimits").success(), "512\n1000\n");
-}
-
-#[test]
-fn env_cwd_umask_and_home() {
-    let mut bundle = Bundle::busybox("env");
-    bundle
-        .set(
-            "/process/user",
-            json!({"uid": 1000, "gid": 1000, "umask": 0o027}),
-        )
-        .set("/process/cwd", json!("/work/dir"))
-        .set("/process/env", json!(["PATH=/bin", "FOO=bar baz"]))
-        .shell("echo \"$FOO|$HOME|$(pwd)|$(umask)\"");
-    assert_eq!(
-        run(&bundle, "env").success(),
-        "bar baz|/home/app|/work/dir|0027\n"
-    );
-}
-
-#[test]
-fn pids_limit_stops_a_fork_loop() {
-    let mut bundle = Bundle::busybox("pids");
-    // At most 15 forks whatever happens; pids.max stops them at 8 tasks: the
-    // shell and 7 sleeps. busybox sh gives up on the first failed fork.
-    bundle
-        .set("/linux/resources/pids", json!({"limit": 8}))
-        .shell("i=0; while [ $i -lt 15 ]; do sleep 5 & i=$((i+1)); echo $i; done");
-    let run = run(&bundle, "pids");
-    assert!(run.stderr.contains("can't fork"), "stderr:\n{}", run.stderr);
-    assert_eq!(run.stdout, "1\n2\n3\n4\n5\n6\n7\n");
-    assert_eq!(run.code, Some(2), "busybox sh's status after a failed fork");
-}
-
-#[test]
-fn memory_limit_is_visible_and_enforced() {
-    let mut bundle = Bundle::busybox("memory");
-    bundle
-        .set("/linux/resources/memory", json!({"limit": 33554432}))
-        .shell(
-            "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; \
-             dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; echo status=$?",
-        );
-    // 64 MiB of buffer in a 32 MiB cgroup: the OOM killer's SIGKILL.
-    assert_eq!(run(&bundle, "memory").success(), "33554432\nstatus=137\n");
-}
-
-#[test]
-fn exit_status_passes_through() {
-    let mut bundle = Bundle::busybox("status");
-    bundle.shell("exit 7");
-    assert_eq!(run(&bundle, "status").code, Some(7));
+host_checks! {
+    hostname_and_pid_1 => HOSTNAME_AND_PID_1,
+    uid_gid_and_groups => UID_GID_AND_GROUPS,
+    a_user_name_is_looked_up_in_the_container => USER_NAME_LOOKED_UP,
+    all_five_capability_sets => ALL_FIVE_CAPABILITY_SETS,
+    runc_default_capabilities_for_root => RUNC_DEFAULT_CAPABILITIES,
+    seccomp_denies_with_the_configured_errno => SECCOMP_ERRNO,
+    masked_paths_are_empty => MASKED_PATHS,
+    read_only_paths_and_root_cannot_be_written => READ_ONLY_PATHS_AND_ROOT,
+    rlimits_apply => RLIMITS,
+    env_cwd_umask_and_home => ENV_CWD_UMASK_AND_HOME,
+    pids_limit_stops_a_fork_loop => PIDS_LIMIT,
+    memory_limit_is_visible_and_enforced => MEMORY_LIMIT,
+    exit_status_passes_through => EXIT_STATUS,
 }
 
 #[test]
@@ -554,6 +398,329 @@ fn receive_fd(socket: i32) -> OwnedFd {
     };
     // SAFETY: the descriptor was just received and belongs to nobody else.
     unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+// ---- processes exec'd into a running container ----
+
+/// The container's init: it waits until husk-engine's stdin closes, which
+/// the test does once every exec has reported back.
+const WAIT_FOR_STDIN: &str = "read line; exit 0";
+
+struct ExecRun {
+    /// husk-engine's exit status: the init's.
+    code: Option<i32>,
+    /// The init's and the exec'd processes' stdout.
+    stdout: String,
+    stderr: String,
+    /// N of each `exec exited N` line, in order.
+    exec_codes: Vec<i32>,
+}
+
+/// Runs the bundle with WAIT_FOR_STDIN as its init and `processes` exec'd
+/// into it one after the other (`husk-engine run --exec FILE...`).
+fn run_with_execs(bundle: &mut Bundle, name: &str, processes: &[Value], extra: &[&str]) -> ExecRun {
+    bundle.shell(WAIT_FOR_STDIN);
+    let files: Vec<PathBuf> = processes
+        .iter()
+        .enumerate()
+        .map(|(index, process)| {
+            let file = bundle.dir.join(format!("exec-{index}.json"));
+            fs::write(&file, serde_json::to_vec(process).unwrap()).expect("write process.json");
+            file
+        })
+        .collect();
+    let mut command = Command::new(engine());
+    command
+        .args(["run", "--bundle"])
+        .arg(&bundle.dir)
+        .args(["--id", &unique_id(name)]);
+    for file in &files {
+        command.arg("--exec").arg(file);
+    }
+    let mut child = command
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start husk-engine");
+    let mut stdin = child.stdin.take();
+    let mut stdout_pipe = child.stdout.take().unwrap();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let expected_execs = processes.len();
+    let stdout = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout_pipe.read_to_string(&mut text);
+        text
+    });
+    let stderr = thread::spawn(move || {
+        let mut text = String::new();
+        let mut reported = 0;
+        for line in BufReader::new(stderr_pipe).lines() {
+            let Ok(line) = line else { break };
+            if line.starts_with("exec exited ") {
+                reported += 1;
+                if reported == expected_execs {
+                    // Every exec is done: the init may end.
+                    stdin.take();
+                }
+            }
+            text += &line;
+            text.push('\n');
+        }
+        text
+    });
+    let status = wait_with_deadline(&mut child, RUN_TIMEOUT);
+    let stderr = stderr.join().unwrap();
+    assert!(
+        status.is_some(),
+        "husk-engine ran past {RUN_TIMEOUT:?}; stderr:\n{stderr}"
+    );
+    let exec_codes = stderr
+        .lines()
+        .filter_map(|line| line.strip_prefix("exec exited "))
+        .map(|code| code.parse().expect("exec exited N"))
+        .collect();
+    ExecRun {
+        code: status.and_then(|status| status.code()),
+        stdout: stdout.join().unwrap(),
+        stderr,
+        exec_codes,
+    }
+}
+
+impl ExecRun {
+    /// The stdout; fails the test unless the init and every exec'd process
+    /// exited 0.
+    fn success(self, execs: usize) -> String {
+        assert_eq!(
+            (self.code, self.exec_codes.clone()),
+            (Some(0), vec![0; execs]),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self.stdout
+    }
+}
+
+/// The pids a shell sees in /proc (a glob, so that no child of the shell
+/// shows up).
+const LIST_PIDS: &str = "echo /proc/[0-9]*";
+
+#[test]
+fn an_exec_is_in_the_containers_pid_namespace() {
+    let mut bundle = Bundle::busybox("exec-pidns");
+    let process = bundle.exec_process(&format!("{LIST_PIDS}; echo $$"));
+    let output = run_with_execs(&mut bundle, "exec-pidns", &[process], &[]).success(1);
+    let lines: Vec<&str> = output.lines().collect();
+    let own_pid = lines[1];
+    assert_ne!(own_pid, "1", "the init is PID 1, not the exec'd process");
+    let mut seen: Vec<&str> = lines[0].split(' ').collect();
+    seen.sort();
+    let mut expected = vec!["/proc/1".to_string(), format!("/proc/{own_pid}")];
+    expected.sort();
+    assert_eq!(seen, expected, "the init and itself, nothing of the host");
+}
+
+#[test]
+fn an_exec_sees_the_containers_hostname_root_and_its_own_cwd() {
+    let mut bundle = Bundle::busybox("exec-root");
+    fs::write(bundle.rootfs().join("etc/marker"), "inside the container\n").unwrap();
+    bundle.set("/hostname", json!("box"));
+    let mut process = bundle.exec_process("hostname; cat /etc/marker; pwd; echo $FOO");
+    process["cwd"] = json!("/tmp");
+    process["env"] = json!(["PATH=/bin", "FOO=from the exec"]);
+    let output = run_with_execs(&mut bundle, "exec-root", &[process], &[]).success(1);
+    assert_eq!(output, "box\ninside the container\n/tmp\nfrom the exec\n");
+}
+
+#[test]
+fn an_exec_runs_with_the_user_and_capabilities_of_its_process() {
+    let mut bundle = Bundle::busybox("exec-ids");
+    let mut process =
+        bundle.exec_process("id -u; id -g; id -G; echo $HOME; grep ^Cap /proc/self/status");
+    process["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10, 29]});
+    process["capabilities"] = json!({
+        "bounding": ["CAP_CHOWN", "CAP_KILL", "CAP_SETGID", "CAP_SETUID"],
+        "effective": ["CAP_CHOWN", "CAP_KILL"],
+        "permitted": ["CAP_CHOWN", "CAP_KILL"],
+        "inheritable": ["CAP_CHOWN", "CAP_KILL"],
+        "ambient": ["CAP_KILL"]
+    });
+    let output = run_with_execs(&mut bundle, "exec-ids", &[process], &[]).success(1);
+    // The init runs as root with runc's default set; the exec'd process
+    // gets what its own process.json says (for a non-root exec, the ambient
+    // set as effective and permitted, capabilities(7)).
+    assert_eq!(
+        output,
+        "1000\n1000\n1000 10 29\n/home/app\n\
+         CapInh:\t0000000000000021\n\
+         CapPrm:\t0000000000000020\n\
+         CapEff:\t0000000000000020\n\
+         CapBnd:\t00000000000000e1\n\
+         CapAmb:\t0000000000000020\n"
+    );
+}
+
+#[test]
+fn an_exec_reports_its_own_exit_status_with_or_without_a_pid_namespace() {
+    for pid_namespace in [true, false] {
+        let mut bundle = Bundle::busybox("exec-status");
+        if !pid_namespace {
+            bundle.set(
+                "/linux/namespaces",
+                json!([{"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]),
+            );
+        }
+        let processes = [
+            bundle.exec_process("exit 7"),
+            bundle.exec_process("kill -TERM $$"),
+        ];
+        let run = run_with_execs(&mut bundle, "exec-status", &processes, &[]);
+        assert_eq!(
+            (run.exec_codes, run.code),
+            (vec![7, 128 + libc::SIGTERM], Some(0)),
+            "pid namespace: {pid_namespace}; the init is unaffected; stderr:\n{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn an_exec_of_a_missing_program_fails_clearly_and_leaves_nothing() {
+    let mut bundle = Bundle::busybox("exec-missing");
+    let mut missing = bundle.exec_process("");
+    missing["args"] = json!(["no-such-program", "--flag"]);
+    let mut not_executable = bundle.exec_process("");
+    not_executable["args"] = json!(["/etc/not-a-program"]);
+    let survey = bundle.exec_process(LIST_PIDS);
+    let run = run_with_execs(
+        &mut bundle,
+        "exec-missing",
+        &[missing, not_executable, survey],
+        &[],
+    );
+    assert_eq!(run.exec_codes, [127, 126, 0], "stderr:\n{}", run.stderr);
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|line| line.starts_with("husk-engine: "))
+        .collect();
+    assert_eq!(errors.len(), 2, "one line per failed exec:\n{}", run.stderr);
+    assert!(
+        errors[0].ends_with(
+            "exec-0.json: exec: \"no-such-program\": executable file not found in $PATH"
+        ),
+        "{}",
+        errors[0]
+    );
+    assert!(
+        errors[1].ends_with("exec-1.json: exec: \"/etc/not-a-program\": permission denied"),
+        "{}",
+        errors[1]
+    );
+    // The last exec finds no trace of the failed ones in the container.
+    let pids: Vec<&str> = run.stdout.trim_end().split(' ').collect();
+    assert_eq!(pids.len(), 2, "the init and the survey only: {pids:?}");
+    assert_eq!(run.code, Some(0), "the container goes on");
+}
+
+#[test]
+fn an_exec_with_a_terminal_gets_a_pty_through_the_console_socket() {
+    let mut bundle = Bundle::busybox("exec-tty");
+    let mut process =
+        bundle.exec_process("tty; stty size; echo through the controlling tty > /dev/tty");
+    process["terminal"] = json!(true);
+    process["consoleSize"] = json!({"height": 20, "width": 60});
+    let socket_path = bundle.dir.join("exec-console.sock");
+    let listener = UnixListener::bind(&socket_path).expect("bind the console socket");
+    let receiver = thread::spawn(move || {
+        let (connection, _) = listener.accept().expect("husk-engine connects");
+        let master = receive_fd(connection.as_raw_fd());
+        let mut output = Vec::new();
+        // Reading a master whose slave side is all closed ends with EIO.
+        let _ = fs::File::from(master).read_to_end(&mut output);
+        String::from_utf8_lossy(&output).into_owned()
+    });
+    let stdout = run_with_execs(
+        &mut bundle,
+        "exec-tty",
+        &[process],
+        &["--exec-console-socket", socket_path.to_str().unwrap()],
+    )
+    .success(1);
+    assert_eq!(stdout, "", "the exec'd process writes to its pty");
+    assert_eq!(
+        receiver.join().unwrap(),
+        "/dev/pts/0\r\n20 60\r\nthrough the controlling tty\r\n",
+        "a pty of the container's devpts, sized, and the controlling terminal"
+    );
+}
+
+#[test]
+fn an_exec_is_in_the_containers_cgroup() {
+    let mut bundle = Bundle::busybox("exec-cgroup");
+    let process = bundle.exec_process("cat /proc/self/cgroup; echo; cat /proc/1/cgroup");
+    let output = run_with_execs(&mut bundle, "exec-cgroup", &[process], &[]).success(1);
+    let (own, init) = output.split_once("\n\n").expect("two cgroup lists");
+    assert_eq!(own, init.trim_end(), "the same cgroups as the init");
+    // With the container's cgroup namespace joined, its cgroup is the root.
+    for line in own.lines() {
+        assert!(line.ends_with(":/"), "{line} in\n{own}");
+    }
+}
+
+#[test]
+fn the_containers_seccomp_profile_applies_to_an_exec() {
+    let mut bundle = Bundle::busybox("exec-seccomp");
+    bundle.set(
+        "/linux/seccomp",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86_64"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]
+        }),
+    );
+    let script =
+        "mkdir /dev/shm/forbidden-$$; echo status=$?; touch /dev/shm/allowed-$$ && echo touched";
+    // Installed right before the exec with no_new_privs, before the
+    // capabilities drop without.
+    let mut privileged = bundle.exec_process(script);
+    privileged["noNewPrivileges"] = json!(false);
+    let processes = [bundle.exec_process(script), privileged];
+    let run = run_with_execs(&mut bundle, "exec-seccomp", &processes, &[]);
+    let stderr = run.stderr.clone();
+    assert_eq!(run.success(2), "status=1\ntouched\nstatus=1\ntouched\n");
+    assert_eq!(stderr.matches("Permission denied").count(), 2, "{stderr}");
+}
+
+#[test]
+fn an_exec_joins_the_containers_user_namespace() {
+    let mut bundle = Bundle::busybox("exec-userns");
+    bundle
+        .set(
+            "/linux/namespaces",
+            json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
+                   {"type": "mount"}, {"type": "user"}, {"type": "cgroup"}]),
+        )
+        .set(
+            "/linux/uidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+        )
+        .set(
+            "/linux/gidMappings",
+            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
+        );
+    let mut process = bundle.exec_process("id -u; id -g; cat /proc/self/uid_map");
+    process["user"] = json!({"uid": 1000, "gid": 1000});
+    let output = run_with_execs(&mut bundle, "exec-userns", &[process], &[]).success(1);
+    let lines: Vec<&str> = output.lines().collect();
+    assert_eq!(&lines[..2], ["1000", "1000"]);
+    assert_eq!(
+        lines[2].split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
 }
 
 // ---- bad input: a clear error, and nothing left behind ----

@@ -11,7 +11,7 @@
 
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,13 +23,13 @@ use oci_spec::runtime::{
 
 use crate::engine::cgroups::{self, Cgroup, CgroupError, CgroupVersion};
 use crate::engine::hooks::{self, HookError, HookStage};
-use crate::engine::init::{self, CompiledSeccomp, InitContext};
+use crate::engine::init::{self, InitContext};
 use crate::engine::namespaces::{self, NamespaceError, NamespacePlan};
 use crate::engine::rootfs::cgroup::{CgroupMountSource, Hierarchy};
 use crate::engine::rootfs::RootfsPlan;
-use crate::engine::seccomp::{self, SeccompError};
+use crate::engine::seccomp::{CompiledSeccomp, SeccompError};
 use crate::engine::spec::Bundle;
-use crate::engine::sync::{ChildMessage, ParentMessage, SyncSocket};
+use crate::engine::sync::{self, ChildMessage, InitFailure, ParentMessage};
 use crate::engine::sys;
 use crate::engine::syscall::Syscall;
 
@@ -130,6 +130,20 @@ pub enum EngineError {
         #[source]
         source: CgroupError,
     },
+    #[error("exec in container {id:?}: process.{field}: {problem}")]
+    ExecProcess {
+        id: String,
+        field: &'static str,
+        problem: &'static str,
+    },
+    #[error("exec in container {id:?}: its init process {pid} is not running")]
+    ExecNotRunning { id: String, pid: i32 },
+    #[error("exec in container {id:?}")]
+    ExecNamespaces {
+        id: String,
+        #[source]
+        source: NamespaceError,
+    },
 }
 
 impl EngineError {
@@ -154,8 +168,9 @@ impl EngineError {
     }
 }
 
-/// Where the container process's stdin, stdout and stderr come from when
-/// `process.terminal` is false (with a terminal, the pty replaces them).
+/// Where the container process's (or an exec'd process's) stdin, stdout
+/// and stderr come from when `process.terminal` is false (with a terminal,
+/// the pty replaces them).
 #[derive(Debug, Default)]
 pub enum Stdio {
     /// The creator's own descriptors 0, 1 and 2, as under runc.
@@ -169,6 +184,49 @@ pub enum Stdio {
         stdout: Option<OwnedFd>,
         stderr: Option<OwnedFd>,
     },
+}
+
+impl Stdio {
+    /// What the forked child installs: None keeps the inherited
+    /// descriptors.
+    pub(crate) fn borrowed(&self) -> Option<[Option<BorrowedFd<'_>>; 3]> {
+        match self {
+            Stdio::Inherit => None,
+            Stdio::Fds {
+                stdin,
+                stdout,
+                stderr,
+            } => Some([stdin, stdout, stderr].map(|fd| fd.as_ref().map(|fd| fd.as_fd()))),
+        }
+    }
+}
+
+/// Checks that a console socket is given exactly when `process.terminal`
+/// asks for a pty; the problem otherwise, for the caller's error.
+pub(crate) fn check_console_socket(
+    terminal: bool,
+    has_console_socket: bool,
+) -> Result<(), &'static str> {
+    match (terminal, has_console_socket) {
+        (true, false) => Err("true, but no console socket was given to receive the pty (--console-socket)"),
+        (false, true) => Err("false, so a console socket has nothing to receive; set it to true or drop --console-socket"),
+        _ => Ok(()),
+    }
+}
+
+/// Compiles the container's `linux.seccomp`, if any.
+pub(crate) fn compile_seccomp(bundle: &Bundle) -> Result<Option<CompiledSeccomp>, EngineError> {
+    bundle
+        .spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.seccomp().as_ref())
+        .map(CompiledSeccomp::from_profile)
+        .transpose()
+        .map_err(|source| EngineError::Seccomp {
+            config: bundle.config_path.clone(),
+            source,
+        })
 }
 
 /// What [`create`] needs.
@@ -351,18 +409,93 @@ fn cgroup_resources(bundle: &Bundle) -> LinuxResources {
     resources
 }
 
+/// The processes a create or an exec has forked: killed and reaped when
+/// it fails (dropped before [`SetupProcesses::release`]).
+#[derive(Debug, Default)]
+pub(crate) struct SetupProcesses {
+    pids: Vec<i32>,
+}
+
+impl SetupProcesses {
+    pub(crate) fn push(&mut self, pid: i32) {
+        self.pids.push(pid);
+    }
+
+    /// The setup child reported the pid of the process that goes on. When
+    /// that is a fresh child of its own (a pid namespace), the setup child
+    /// exits right after the fork: it is reaped, its pid no longer ours to
+    /// signal, and the new one is watched instead.
+    pub(crate) fn handed_over(&mut self, setup_pid: i32, pid: i32) {
+        if pid == setup_pid {
+            return;
+        }
+        self.pids.push(pid);
+        let _ = sys::wait(setup_pid, false);
+        self.pids.retain(|&child| child != setup_pid);
+    }
+
+    /// The setup's processes closed the sync socket without a word: the
+    /// error, with how `pid` ended if it has.
+    pub(crate) fn vanished(&mut self, pid: i32) -> EngineError {
+        let status = match sys::wait(pid, true) {
+            Ok(Some((_, status))) => {
+                self.pids.retain(|&child| child != pid);
+                status.to_string()
+            }
+            _ => "status unknown".to_owned(),
+        };
+        EngineError::InitVanished { status }
+    }
+
+    /// Success: the processes are the caller's now.
+    pub(crate) fn release(&mut self) {
+        self.pids.clear();
+    }
+
+    fn kill(&self) {
+        for &pid in &self.pids {
+            let _ = sys::kill(pid, libc::SIGKILL);
+        }
+    }
+
+    /// Reaps our children, and their children too where this process is a
+    /// subreaper; ECHILD otherwise, which is fine.
+    fn reap(&mut self) {
+        for pid in self.pids.drain(..) {
+            let _ = sys::wait(pid, false);
+        }
+    }
+}
+
+impl Drop for SetupProcesses {
+    fn drop(&mut self) {
+        self.kill();
+        self.reap();
+    }
+}
+
+impl From<InitFailure> for EngineError {
+    fn from(failure: InitFailure) -> Self {
+        EngineError::Init {
+            step: failure.step,
+            message: failure.message,
+            exit_code: failure.exit_code,
+        }
+    }
+}
+
 /// Cleans up after a failed create: no process, no cgroup, no fifo. The
 /// children's mounts lived in their own mount namespace and went with them.
 struct CreateGuard {
     cgroup: Option<Cgroup>,
     fifo: Option<PathBuf>,
-    children: Vec<i32>,
+    children: SetupProcesses,
 }
 
 impl CreateGuard {
     /// The create succeeded: keep everything, hand the cgroup over.
     fn disarm(mut self) -> Cgroup {
-        self.children.clear();
+        self.children.release();
         self.fifo = None;
         self.cgroup
             .take()
@@ -372,16 +505,10 @@ impl CreateGuard {
 
 impl Drop for CreateGuard {
     fn drop(&mut self) {
-        for &pid in &self.children {
-            let _ = sys::kill(pid, libc::SIGKILL);
-        }
+        self.children.kill();
         if let Some(cgroup) = self.cgroup.take() {
             let _ = cgroup.kill_all(libc::SIGKILL);
-            for &pid in &self.children {
-                // Reaps our child, and the init too where this process is a
-                // subreaper; ECHILD otherwise, which is fine.
-                let _ = sys::wait(pid, false);
-            }
+            self.children.reap();
             let _ = cgroup.destroy();
         }
         if let Some(fifo) = &self.fifo {
@@ -400,23 +527,13 @@ impl Drop for CreateGuard {
 pub fn create(options: &CreateOptions) -> Result<Container, EngineError> {
     let bundle = options.bundle;
     validate_id(options.id)?;
-    let process = bundle.process();
-    let terminal = process.terminal() == Some(true);
-    match (terminal, options.console_socket.is_some()) {
-        (true, false) => {
-            return Err(EngineError::Terminal {
-                config: bundle.config_path.clone(),
-                problem: "true, but no console socket was given to receive the pty (--console-socket)",
-            })
+    let terminal = bundle.process().terminal() == Some(true);
+    check_console_socket(terminal, options.console_socket.is_some()).map_err(|problem| {
+        EngineError::Terminal {
+            config: bundle.config_path.clone(),
+            problem,
         }
-        (false, true) => {
-            return Err(EngineError::Terminal {
-                config: bundle.config_path.clone(),
-                problem: "false, so a console socket has nothing to receive; set it to true or drop --console-socket",
-            })
-        }
-        _ => {}
-    }
+    })?;
     let state_dir = options.state_dir;
     if !state_dir.is_dir() {
         return Err(EngineError::StateDir {
@@ -428,19 +545,7 @@ pub fn create(options: &CreateOptions) -> Result<Container, EngineError> {
 
     // Seccomp compiles before anything exists, so a profile husk cannot
     // express fails the create cleanly.
-    let seccomp = linux
-        .and_then(|linux| linux.seccomp().as_ref())
-        .map(|profile| {
-            Ok(CompiledSeccomp {
-                program: seccomp::compile(profile)?,
-                flags: seccomp::filter_flags(profile)?,
-            })
-        })
-        .transpose()
-        .map_err(|source| EngineError::Seccomp {
-            config: bundle.config_path.clone(),
-            source,
-        })?;
+    let seccomp = compile_seccomp(bundle)?;
 
     let namespace_plan = NamespacePlan::from_bundle(bundle);
     let uid_mappings = linux
@@ -461,7 +566,7 @@ pub fn create(options: &CreateOptions) -> Result<Container, EngineError> {
     let mut guard = CreateGuard {
         cgroup: None,
         fifo: Some(fifo_path.clone()),
-        children: Vec::new(),
+        children: SetupProcesses::default(),
     };
     // mkfifo applied the umask; the init may run as any user.
     fs::set_permissions(&fifo_path, fs::Permissions::from_mode(0o622)).map_err(fifo_error)?;
@@ -499,27 +604,14 @@ pub fn create(options: &CreateOptions) -> Result<Container, EngineError> {
         seccomp: seccomp.as_ref(),
         exec_fifo: exec_fifo.as_fd(),
         console_socket: options.console_socket.as_ref().map(|socket| socket.as_fd()),
-        stdio: match &options.stdio {
-            Stdio::Inherit => None,
-            Stdio::Fds {
-                stdin,
-                stdout,
-                stderr,
-            } => Some([stdin, stdout, stderr].map(|fd| fd.as_ref().map(|fd| fd.as_fd()))),
-        },
+        stdio: options.stdio.borrowed(),
         syscall: options.syscall,
     };
 
-    let (parent_socket, child_socket) =
-        SyncSocket::pair().map_err(|source| EngineError::Sync { source })?;
-    let setup_pid = match sys::fork().map_err(|source| EngineError::Fork { source })? {
-        sys::Fork::Child => {
-            drop(parent_socket);
-            init::run_setup_child(&context, child_socket)
-        }
-        sys::Fork::Parent { child } => child,
+    let (parent_socket, setup_pid) = match sync::fork_with_socket()? {
+        sync::Forked::Child(socket) => init::run_setup_child(&context, socket),
+        sync::Forked::Parent { socket, child } => (socket, child),
     };
-    drop(child_socket);
     drop(exec_fifo);
     guard.children.push(setup_pid);
 
@@ -557,11 +649,7 @@ pub fn create(options: &CreateOptions) -> Result<Container, EngineError> {
             }
             Some(ChildMessage::InitPid(pid)) => {
                 init_pid = Some(pid);
-                if pid != setup_pid {
-                    guard.children.push(pid);
-                    // The setup child exits right after it forked the init.
-                    let _ = sys::wait(setup_pid, false);
-                }
+                guard.children.handed_over(setup_pid, pid);
             }
             Some(ChildMessage::RunCreateHooks) => {
                 let state = build_state(
@@ -596,21 +684,8 @@ pub fn create(options: &CreateOptions) -> Result<Container, EngineError> {
                 send(&ParentMessage::HooksDone { state })?;
             }
             Some(ChildMessage::Ready) => break,
-            Some(ChildMessage::Failed(failure)) => {
-                return Err(EngineError::Init {
-                    step: failure.step,
-                    message: failure.message,
-                    exit_code: failure.exit_code,
-                })
-            }
-            None => {
-                let pid = init_pid.unwrap_or(setup_pid);
-                let status = match sys::wait(pid, true) {
-                    Ok(Some((_, status))) => status.to_string(),
-                    _ => "status unknown".to_owned(),
-                };
-                return Err(EngineError::InitVanished { status });
-            }
+            Some(ChildMessage::Failed(failure)) => return Err(failure.into()),
+            None => return Err(guard.children.vanished(init_pid.unwrap_or(setup_pid))),
         }
     }
     let pid = init_pid.expect("the init reports its pid before it is ready");
@@ -725,18 +800,26 @@ pub fn prepare_to_wait() -> io::Result<()> {
 /// ends meanwhile (a subreaper inherits the container's orphans), and
 /// forwarding [`FORWARDED_SIGNALS`] to the init. Returns its exit status.
 pub fn wait_for_exit(init_pid: i32) -> io::Result<sys::ExitStatus> {
+    wait_for_first(&[init_pid], init_pid).map(|(_, status)| status)
+}
+
+/// Waits until one of `pids` exits (the init, or a process exec'd into the
+/// container) and returns which and how, reaping every other child that
+/// ends meanwhile and forwarding [`FORWARDED_SIGNALS`] to `signal_target`,
+/// as `runc run` and `runc exec` forward them to their process.
+pub fn wait_for_first(pids: &[i32], signal_target: i32) -> io::Result<(i32, sys::ExitStatus)> {
     let mut signals = FORWARDED_SIGNALS.to_vec();
     signals.push(libc::SIGCHLD);
     loop {
         while let Some((pid, status)) = sys::wait(-1, true)? {
-            if pid == init_pid {
-                return Ok(status);
+            if pids.contains(&pid) {
+                return Ok((pid, status));
             }
         }
         match sys::wait_for_signal(&signals, WAIT_TICK)? {
             Some(libc::SIGCHLD) | None => {}
             Some(signal) => {
-                let _ = sys::kill(init_pid, signal);
+                let _ = sys::kill(signal_target, signal);
             }
         }
     }

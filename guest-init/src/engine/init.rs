@@ -6,20 +6,22 @@
 //! child of it where a pid or time namespace requires one — runs
 //! [`set_up_container`] (runc's standard_init_linux.go) and then blocks on
 //! the exec fifo until `start`. The order of the steps is runc's, and each
-//! step says why it is where it is.
+//! step says why it is where it is. A process exec'd into a running
+//! container (`engine::exec`) shares the first steps of the child, the
+//! console and the exec here, and `process::finalize`.
 
 use std::io::Write;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{ContainerState, Hook, State};
-use seccompiler::BpfProgram;
+use oci_spec::runtime::{ContainerState, Hook, Process, State};
 
 use crate::engine::hooks::{self, HookError, HookStage};
 use crate::engine::namespaces::{self, NamespaceError, NamespacePlan};
 use crate::engine::process::exec::{self, ExecError};
-use crate::engine::process::{self, capabilities, user, ProcessError};
+use crate::engine::process::{self, PreparedProcess, ProcessError};
 use crate::engine::rootfs::{self, RootfsError, RootfsPlan};
+use crate::engine::seccomp::CompiledSeccomp;
 use crate::engine::spec::Bundle;
 use crate::engine::sync::{ChildMessage, InitFailure, ParentMessage, SyncSocket};
 use crate::engine::syscall::{NamespaceFile, Syscall};
@@ -72,7 +74,7 @@ pub enum InitError {
         source: std::io::Error,
         exit_code: i32,
     },
-    #[error("fork the container init")]
+    #[error("fork the container's process inside its pid namespace")]
     Fork {
         #[source]
         source: std::io::Error,
@@ -89,21 +91,13 @@ impl InitError {
         }
     }
 
-    fn failure(&self) -> InitFailure {
+    pub(crate) fn failure(&self) -> InitFailure {
         InitFailure {
             step: self.to_string(),
             message: error_chain(self),
             exit_code: self.exit_code(),
         }
     }
-}
-
-/// `linux.seccomp`, compiled by the parent before the fork.
-#[derive(Debug, Clone)]
-pub struct CompiledSeccomp {
-    pub program: BpfProgram,
-    /// seccomp(2) flags from `linux.seccomp.flags`.
-    pub flags: u32,
 }
 
 /// What the children inherit from the parent, prepared before the fork.
@@ -137,14 +131,6 @@ pub trait Interactions {
     fn set_up_console(&mut self) -> Result<(), InitError>;
 }
 
-/// The process to exec once started.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreparedProcess {
-    pub args: Vec<String>,
-    pub env: Vec<String>,
-    pub cwd: PathBuf,
-}
-
 /// Entry point of the forked child. Never returns: it exits or execs.
 pub fn run_setup_child(context: &InitContext, socket: SyncSocket) -> ! {
     let outcome =
@@ -167,46 +153,64 @@ pub fn run_setup_child(context: &InitContext, socket: SyncSocket) -> ! {
 /// Stage one. Returns whether this process is the container init (false:
 /// it forked the init and is done).
 fn enter_namespaces(context: &InitContext, socket: &SyncSocket) -> Result<bool, InitError> {
-    let syscall = context.syscall;
-    let sync_error = |source| InitError::Sync { source };
-    sys::reset_signals().map_err(sync_error)?;
-    if let Some(stdio) = context.stdio {
-        sys::install_stdio(stdio).map_err(|source| InitError::Stdio { source })?;
-    }
-    // If the runtime dies during create, the half-made container goes too.
-    sys::set_parent_death_signal(libc::SIGKILL).map_err(sync_error)?;
-    expect(socket, "Proceed", |message| {
-        matches!(message, ParentMessage::Proceed)
-    })?;
-
+    start_child(socket, context.stdio)?;
     let joined = context.namespaces.open_joined()?;
     let request_id_maps = || {
         socket
             .send(&ChildMessage::IdMapsPlease)
-            .map_err(sync_error)?;
+            .map_err(|source| InitError::Sync { source })?;
         expect(socket, "IdMapsWritten", |message| {
             matches!(message, ParentMessage::IdMapsWritten)
         })
         .map(drop)
     };
     enter(
-        syscall,
+        context.syscall,
         context.namespaces,
         &joined,
         context.bundle.process().oom_score_adj(),
         request_id_maps,
     )?;
     drop(joined);
+    fork_if_needed(socket, context.namespaces.init_needs_fork)
+}
 
-    if !context.namespaces.init_needs_fork {
+/// The first steps of a forked setup child, create's or exec's: default
+/// signal handling, the requested stdio, death with the runtime, and the
+/// parent's go-ahead (it has put this process in the container's cgroup).
+pub(crate) fn start_child(
+    socket: &SyncSocket,
+    stdio: Option<[Option<BorrowedFd>; 3]>,
+) -> Result<(), InitError> {
+    let sync_error = |source| InitError::Sync { source };
+    sys::reset_signals().map_err(sync_error)?;
+    if let Some(stdio) = stdio {
+        sys::install_stdio(stdio).map_err(|source| InitError::Stdio { source })?;
+    }
+    // If the runtime dies during the setup, the half-made process goes too.
+    sys::set_parent_death_signal(libc::SIGKILL).map_err(sync_error)?;
+    expect(socket, "Proceed", |message| {
+        matches!(message, ParentMessage::Proceed)
+    })
+    .map(drop)
+}
+
+/// Once the namespaces are entered: tells the parent which process will
+/// exec, this one or, when `needs_fork` (a pid or time namespace applies
+/// only to children, pid_namespaces(7), time_namespaces(7)), a fresh
+/// child. Returns whether this process is the one (false: it forked it and
+/// is done).
+pub(crate) fn fork_if_needed(socket: &SyncSocket, needs_fork: bool) -> Result<bool, InitError> {
+    let sync_error = |source| InitError::Sync { source };
+    if !needs_fork {
         socket
             .send(&ChildMessage::InitPid(sys::own_pid()))
             .map_err(sync_error)?;
         return Ok(true);
     }
     match sys::fork().map_err(|source| InitError::Fork { source })? {
-        // fork(2) clears the parent death signal in the child: the init
-        // does not die when this short-lived process exits.
+        // fork(2) clears the parent death signal in the child: it does not
+        // die when this short-lived process exits.
         sys::Fork::Child => Ok(true),
         sys::Fork::Parent { child } => {
             // fork returned the pid in this process's pid namespace, which
@@ -278,8 +282,7 @@ fn run_init(context: &InitContext, socket: SyncSocket) -> ! {
             source,
         })?;
         let prepared = set_up_container(context, &mut interactions)?;
-        let path_variable = exec::env_value(&prepared.env, "PATH");
-        let program = exec::find_executable(&prepared.args[0], path_variable, Path::new("/"))?;
+        let program = exec::find_program(&prepared)?;
         Ok::<_, InitError>((prepared, program))
     })();
     let state = interactions.state.take();
@@ -345,17 +348,24 @@ fn wait_and_exec(
             }
         }
     }
-    if let Some(seccomp) = context.seccomp {
-        if process.no_new_privileges() == Some(true) {
-            // With no_new_privs the filter goes on as late as possible, so
-            // that as few of the runtime's own syscalls as possible run
-            // under it (runc standard_init_linux.go).
-            if let Err(source) = context
-                .syscall
-                .install_seccomp(&seccomp.program, seccomp.flags)
-            {
-                return ProcessError::Seccomp { source }.into();
-            }
+    exec_prepared(context.syscall, process, context.seccomp, program, prepared)
+}
+
+/// The end of both create and exec: the no_new_privs seccomp filter, the
+/// runtime's descriptors made close-on-exec, execve. Returns only on error.
+pub(crate) fn exec_prepared(
+    syscall: &dyn Syscall,
+    process: &Process,
+    seccomp: Option<&CompiledSeccomp>,
+    program: &Path,
+    prepared: &PreparedProcess,
+) -> InitError {
+    if let Some(seccomp) = seccomp.filter(|_| process.no_new_privileges() == Some(true)) {
+        // With no_new_privs the filter goes on as late as possible, so
+        // that as few of the runtime's own syscalls as possible run
+        // under it (runc standard_init_linux.go, setns_init_linux.go).
+        if let Err(source) = syscall.install_seccomp(&seccomp.program, seccomp.flags) {
+            return ProcessError::Seccomp { source }.into();
         }
     }
     if let Err(source) = sys::close_on_exec_from(3) {
@@ -414,11 +424,11 @@ pub fn set_up_container(
     let prepared_rootfs = rootfs::prepare(syscall, &context.rootfs)?;
     interactions.mounts_ready()?;
     rootfs::pivot(syscall, &context.rootfs, &prepared_rootfs)?;
-    let cwd = process.cwd().clone();
+    let cwd = process.cwd();
     syscall
-        .create_dir_all(&cwd, 0o755)
+        .create_dir_all(cwd, 0o755)
         .map_err(|source| ProcessError::CreateCwd {
-            path: cwd.clone(),
+            path: cwd.to_path_buf(),
             source,
         })?;
 
@@ -434,13 +444,7 @@ pub fn set_up_container(
         spec.hostname().as_deref(),
         spec.domainname().as_deref(),
     )?;
-    if let Some(profile) = process
-        .apparmor_profile()
-        .as_deref()
-        .filter(|profile| !profile.is_empty())
-    {
-        process::apply_apparmor_profile(syscall, profile)?;
-    }
+    process::apply_apparmor_profile(syscall, process)?;
     if let Some(sysctls) = linux.and_then(|linux| linux.sysctl().as_ref()) {
         process::apply_sysctls(syscall, sysctls)?;
     }
@@ -460,65 +464,13 @@ pub fn set_up_container(
             .unwrap_or(&empty),
     )?;
 
-    // The user database is read now, before seccomp and before the process
-    // loses the right to read it.
-    let user = user::resolve(syscall, process.user())?;
-    let no_new_privileges = process.no_new_privileges() == Some(true);
-    if no_new_privileges {
-        syscall
-            .set_no_new_privileges()
-            .map_err(|source| ProcessError::NoNewPrivileges { source })?;
-    }
-    process::apply_rlimits(syscall, process.rlimits().as_deref().unwrap_or_default())?;
-    if let Some(seccomp) = context.seccomp {
-        if !no_new_privileges {
-            // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN:
-            // it goes on before the capabilities are dropped (runc).
-            syscall
-                .install_seccomp(&seccomp.program, seccomp.flags)
-                .map_err(|source| ProcessError::Seccomp { source })?;
-        }
-    }
-
-    // runc's finalizeNamespace: bounding set while still root; keep the
-    // permitted set across the uid change; user; cwd; the final sets.
-    let capability_plan = capabilities::CapabilityPlan::from_spec(process.capabilities().as_ref());
-    capabilities::drop_bounding(syscall, &capability_plan)?;
-    let keep_capabilities = |keep| {
-        syscall
-            .set_keep_capabilities(keep)
-            .map_err(|source| ProcessError::Capabilities {
-                step: "prctl(PR_SET_KEEPCAPS)",
-                source,
-            })
-    };
-    keep_capabilities(true)?;
-    syscall
-        .give_stdio_to(user.uid)
-        .map_err(|source| ProcessError::Stdio { source })?;
-    // chdir before the user change when it can (the runtime's root may
-    // reach a directory the user cannot); if permission is what fails, try
-    // again as the user.
-    let chdir_later = match syscall.chdir(&cwd) {
-        Ok(()) => false,
-        Err(error) if matches!(error.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => true,
-        Err(source) => return Err(ProcessError::Chdir { path: cwd, source }.into()),
-    };
-    user::switch_to(syscall, &user)?;
-    if chdir_later {
-        syscall.chdir(&cwd).map_err(|source| ProcessError::Chdir {
-            path: cwd.clone(),
-            source,
-        })?;
-    }
-    keep_capabilities(false)?;
-    capabilities::apply(syscall, &capability_plan)?;
-
-    Ok(PreparedProcess {
-        args: process.args().clone().unwrap_or_default(),
-        env: process::environment(process.env().as_deref().unwrap_or_default(), &user.home),
-        cwd,
-    })
+    // no_new_privs, rlimits, seccomp, capabilities, user, cwd.
+    Ok(process::finalize(
+        syscall,
+        process,
+        process.rlimits().as_deref().unwrap_or_default(),
+        context.seccomp,
+    )?)
 }
 
 /// The real interactions: the sync socket, hooks, the pty.
@@ -564,28 +516,53 @@ impl Interactions for LiveInteractions<'_> {
     }
 
     fn set_up_console(&mut self) -> Result<(), InitError> {
-        let console_error = |step| move |source| InitError::Console { step, source };
-        let socket = self
-            .context
-            .console_socket
-            .ok_or_else(|| InitError::Console {
-                step: "no console socket was passed",
-                source: std::io::Error::from_raw_os_error(libc::EBADF),
-            })?;
-        let (master, slave_path) = sys::open_pty().map_err(console_error("open /dev/ptmx"))?;
-        if let Some(size) = self.context.bundle.process().console_size() {
-            if size.width() > 0 && size.height() > 0 {
-                sys::set_window_size(master.as_fd(), size.height() as u16, size.width() as u16)
-                    .map_err(console_error("set the console size"))?;
-            }
+        // /dev/console is the container init's pty too, as under runc.
+        set_up_console(
+            self.context.syscall,
+            self.context.console_socket,
+            self.context.bundle.process(),
+            ConsoleDevice::BindOntoDevConsole,
+        )
+    }
+}
+
+/// Whether the pty also becomes the container's /dev/console: for the
+/// container init, not for an exec'd process (runc's setupConsole, `mount`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConsoleDevice {
+    BindOntoDevConsole,
+    LeaveDevConsole,
+}
+
+/// `process.terminal`: opens a pty from the container's /dev/ptmx, sends
+/// the master over the console socket (SCM_RIGHTS, the payload being the
+/// slave's path, as runc's utils.SendFd), makes the slave stdin, stdout
+/// and stderr and the controlling terminal. The caller must be a session
+/// leader without a terminal (setsid).
+pub(crate) fn set_up_console(
+    syscall: &dyn Syscall,
+    console_socket: Option<BorrowedFd>,
+    process: &Process,
+    device: ConsoleDevice,
+) -> Result<(), InitError> {
+    let console_error = |step| move |source| InitError::Console { step, source };
+    let socket = console_socket.ok_or_else(|| InitError::Console {
+        step: "no console socket was passed",
+        source: std::io::Error::from_raw_os_error(libc::EBADF),
+    })?;
+    let (master, slave_path) = sys::open_pty().map_err(console_error("open /dev/ptmx"))?;
+    if let Some(size) = process.console_size() {
+        if size.width() > 0 && size.height() > 0 {
+            sys::set_window_size(master.as_fd(), size.height() as u16, size.width() as u16)
+                .map_err(console_error("set the console size"))?;
         }
-        // /dev/console is the pty too, as under runc.
+    }
+    if device == ConsoleDevice::BindOntoDevConsole {
         let console = Path::new("/dev/console");
         if !console.exists() {
             std::fs::File::create(console).map_err(console_error("create /dev/console"))?;
         }
-        self.context
-            .syscall
+        syscall
             .mount(
                 Some(&slave_path),
                 console,
@@ -594,21 +571,21 @@ impl Interactions for LiveInteractions<'_> {
                 None,
             )
             .map_err(console_error("bind the pty onto /dev/console"))?;
-        sys::send_fd(
-            socket,
-            slave_path.as_os_str().as_encoded_bytes(),
-            master.as_fd(),
-        )
-        .map_err(console_error("send the pty master to the console socket"))?;
-        drop(master);
-        let slave = sys::open(&slave_path, libc::O_RDWR).map_err(console_error("open the pty"))?;
-        for target in 0..3 {
-            sys::dup_onto(slave.as_fd(), target).map_err(console_error("make the pty stdio"))?;
-        }
-        sys::set_controlling_terminal(slave.as_fd())
-            .map_err(console_error("make the pty the controlling terminal"))?;
-        Ok(())
     }
+    sys::send_fd(
+        socket,
+        slave_path.as_os_str().as_encoded_bytes(),
+        master.as_fd(),
+    )
+    .map_err(console_error("send the pty master to the console socket"))?;
+    drop(master);
+    let slave = sys::open(&slave_path, libc::O_RDWR).map_err(console_error("open the pty"))?;
+    for target in 0..3 {
+        sys::dup_onto(slave.as_fd(), target).map_err(console_error("make the pty stdio"))?;
+    }
+    sys::set_controlling_terminal(slave.as_fd())
+        .map_err(console_error("make the pty the controlling terminal"))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod seccomp;
 
 pub mod container;
+mod exec;
 mod init;
 pub mod namespaces;
 pub mod process;
@@ -20,6 +21,7 @@ pub mod syscall;
 mod test_bundle;
 
 pub use container::{create, kill, start, Container, CreateOptions, EngineError, Stdio};
+pub use exec::{exec, ExecOptions};
 pub use spec::{load_bundle, Bundle, SpecError};
 
 /// An error and all its causes on one line, "what: why: why", each io

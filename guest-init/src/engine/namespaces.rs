@@ -18,13 +18,19 @@
 //! 4. The cgroup namespace is unshared last, by the init, after the parent
 //!    put it in the container's cgroup, so that the cgroup becomes the root
 //!    of what the container sees (cgroup_namespaces(7)).
+//!
+//! A process exec'd into a running container joins every namespace the
+//! container lists through its init's /proc/<pid>/ns files, in the same
+//! join order (see [`container_namespaces`]).
 
 use std::fs::File;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType};
 
-use crate::engine::spec::{namespace_name, Bundle};
+use crate::engine::process::user;
+use crate::engine::spec::{namespace_name, proc_ns_name, Bundle};
 use crate::engine::syscall::{describe, NamespaceFile, Syscall};
 
 /// runc's join order (libcontainer/configs/namespaces_linux.go,
@@ -76,7 +82,7 @@ pub enum NamespaceError {
         #[source]
         source: std::io::Error,
     },
-    #[error("become root in the new user namespace ({call})")]
+    #[error("become root in the container's user namespace ({call})")]
     BecomeRoot {
         call: &'static str,
         #[source]
@@ -141,21 +147,56 @@ impl NamespacePlan {
 
     /// Opens every namespace to join, before any is joined.
     pub fn open_joined(&self) -> Result<Vec<NamespaceFile>, NamespaceError> {
-        self.to_join
-            .iter()
-            .map(|(kind, path)| {
-                let file = File::open(path).map_err(|source| NamespaceError::Open {
-                    kind: namespace_name(*kind),
-                    path: path.clone(),
-                    source,
-                })?;
-                Ok(NamespaceFile {
-                    kind: *kind,
-                    path: path.clone(),
-                    file,
-                })
+        open(&self.to_join)
+    }
+}
+
+/// Opens namespace files, every one before any is joined.
+pub fn open(
+    namespaces: &[(LinuxNamespaceType, PathBuf)],
+) -> Result<Vec<NamespaceFile>, NamespaceError> {
+    namespaces
+        .iter()
+        .map(|(kind, path)| {
+            let file = File::open(path).map_err(|source| NamespaceError::Open {
+                kind: namespace_name(*kind),
+                path: path.clone(),
+                source,
+            })?;
+            Ok(NamespaceFile {
+                kind: *kind,
+                path: path.clone(),
+                file,
             })
-            .collect()
+        })
+        .collect()
+}
+
+/// The namespaces of a running container, in join order: each type the
+/// container lists, at `/proc/<init_pid>/ns/<name>`, which is the init's
+/// namespace whether it created it or joined it by path. What a process
+/// exec'd into the container joins (runc exec takes the same paths from the
+/// init's state).
+pub fn container_namespaces(bundle: &Bundle, init_pid: i32) -> Vec<(LinuxNamespaceType, PathBuf)> {
+    JOIN_ORDER
+        .into_iter()
+        .filter(|kind| bundle.has_namespace(*kind))
+        .map(|kind| {
+            let path = format!("/proc/{init_pid}/ns/{}", proc_ns_name(kind));
+            (kind, PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Whether the calling thread is already in this namespace (a container
+/// that joined, say, the host's network namespace by path). Joining it
+/// again would be useless, and for a user namespace an error (setns(2),
+/// EINVAL).
+pub fn is_current(namespace: &NamespaceFile) -> bool {
+    let own = Path::new("/proc/thread-self/ns").join(proc_ns_name(namespace.kind));
+    match (namespace.file.metadata(), std::fs::metadata(own)) {
+        (Ok(target), Ok(own)) => target.dev() == own.dev() && target.ino() == own.ino(),
+        _ => false,
     }
 }
 
@@ -183,14 +224,17 @@ pub fn unshare_user(syscall: &dyn Syscall) -> Result<(), NamespaceError> {
         })
 }
 
-/// After the parent wrote the id maps: root in the new user namespace, with
-/// no supplementary groups (runc nsexec, stage 1 and 2).
+/// After the parent wrote the id maps (or after joining the container's
+/// user namespace): root in it, with no supplementary groups (runc nsexec,
+/// stage 1 and 2), leaving the groups alone where setgroups(2) is denied.
 pub fn become_root_in_user_namespace(syscall: &dyn Syscall) -> Result<(), NamespaceError> {
     let become_root = |call: &'static str, result: std::io::Result<()>| {
         result.map_err(|source| NamespaceError::BecomeRoot { call, source })
     };
     become_root("setresgid", syscall.setresgid(0))?;
-    become_root("setgroups", syscall.setgroups(&[]))?;
+    if !user::setgroups_denied(syscall) {
+        become_root("setgroups", syscall.setgroups(&[]))?;
+    }
     become_root("setresuid", syscall.setresuid(0))
 }
 

@@ -14,14 +14,25 @@
 //!                               ← Ready (blocked on the exec fifo next)
 //!                  or, any time ← Failed
 //! ```
+//!
+//! exec (runc exec) has a shorter one; its end of file after `InitPid` is
+//! the success: the socket is close-on-exec, so the execve closed it.
+//!
+//! ```text
+//! parent                         setup child / exec'd process
+//!   Proceed (in the cgroup now) →
+//!                               ← InitPid (the process's pid on the host)
+//!                               ← end of file (exec'd), or Failed
+//! ```
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::sys;
+use crate::engine::{sys, EngineError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ChildMessage {
@@ -89,6 +100,46 @@ impl SyncSocket {
             .map(Some)
             .map_err(|error| io::Error::new(io::ErrorKind::InvalidData, error))
     }
+}
+
+/// Each side of [`fork_with_socket`].
+pub enum Forked {
+    /// In the child: its end of the pair.
+    Child(SyncSocket),
+    /// In the parent: its end and the child's pid.
+    Parent { socket: SyncSocket, child: i32 },
+}
+
+/// Held from the socket pair's creation until the parent has closed the
+/// child's end, so that no other engine fork in this process (another
+/// thread's create or exec) inherits that end: a copy kept by a
+/// long-lived process, such as a created container's init waiting for
+/// `start`, would keep the parent from ever reading end of file.
+static FORK_LOCK: Mutex<()> = Mutex::new(());
+
+/// A socket pair and a fork: the child keeps one end, the parent the
+/// other. The same caveats as [`sys::fork`] apply.
+pub fn fork_with_socket() -> Result<Forked, EngineError> {
+    let guard = FORK_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let (parent, child) = SyncSocket::pair().map_err(|source| EngineError::Sync { source })?;
+    let forked = match sys::fork().map_err(|source| EngineError::Fork { source })? {
+        sys::Fork::Child => {
+            drop(parent);
+            Forked::Child(child)
+        }
+        sys::Fork::Parent { child: pid } => {
+            drop(child);
+            Forked::Parent {
+                socket: parent,
+                child: pid,
+            }
+        }
+    };
+    // In the child this releases its own copy of the lock.
+    drop(guard);
+    Ok(forked)
 }
 
 #[cfg(test)]

@@ -136,6 +136,24 @@ pub fn set_parent_death_signal(signal: i32) -> io::Result<()> {
         .map(drop)
 }
 
+/// prctl(PR_SET_DUMPABLE). A process that is not dumpable cannot be
+/// ptraced, and its /proc files belong to root, by anyone without
+/// CAP_SYS_PTRACE in the user namespace it started in; execve makes an
+/// ordinary program dumpable again.
+pub fn set_dumpable(dumpable: bool) -> io::Result<()> {
+    // SAFETY: integer arguments only.
+    check(unsafe {
+        libc::prctl(
+            libc::PR_SET_DUMPABLE,
+            libc::c_ulong::from(dumpable),
+            0,
+            0,
+            0,
+        )
+    })
+    .map(drop)
+}
+
 /// getppid(2).
 pub fn parent_pid() -> i32 {
     // SAFETY: getppid cannot fail.

@@ -7,6 +7,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use super::PreparedProcess;
 use crate::engine::syscall::describe;
 
 /// The shell's exit status for a command that was not found.
@@ -98,6 +99,17 @@ pub fn find_executable(
     Err(ExecError::NotInPath {
         name: name.to_owned(),
     })
+}
+
+/// The program of a prepared process as the process itself would find it:
+/// `args[0]` in the container's root, through its own PATH.
+pub fn find_program(prepared: &PreparedProcess) -> Result<PathBuf, ExecError> {
+    let name = prepared
+        .args
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
+    find_executable(name, env_value(&prepared.env, "PATH"), Path::new("/"))
 }
 
 /// The value of `name` in a NAME=VALUE list.

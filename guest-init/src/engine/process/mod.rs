@@ -9,8 +9,9 @@ pub mod user;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{PosixRlimit, PosixRlimitType};
+use oci_spec::runtime::{PosixRlimit, PosixRlimitType, Process};
 
+use crate::engine::seccomp::CompiledSeccomp;
 use crate::engine::syscall::Syscall;
 
 #[derive(Debug, thiserror::Error)]
@@ -203,9 +204,20 @@ pub fn apply_sysctls<'a>(
     Ok(())
 }
 
-/// Asks AppArmor to confine the process with `profile` from its exec on
-/// (the "exec" attribute of /proc/self/attr, as runc's apparmor package).
-pub fn apply_apparmor_profile(syscall: &dyn Syscall, profile: &str) -> Result<(), ProcessError> {
+/// Asks AppArmor to confine the process with `process.apparmorProfile`
+/// from its exec on (the "exec" attribute of /proc/self/attr, as runc's
+/// apparmor package). Nothing to do when the profile is unset or empty.
+pub fn apply_apparmor_profile(
+    syscall: &dyn Syscall,
+    process: &Process,
+) -> Result<(), ProcessError> {
+    let Some(profile) = process
+        .apparmor_profile()
+        .as_deref()
+        .filter(|profile| !profile.is_empty())
+    else {
+        return Ok(());
+    };
     let request = format!("exec {profile}");
     let modern = Path::new("/proc/self/attr/apparmor/exec");
     let result = match syscall.write_file(modern, request.as_bytes()) {
@@ -217,6 +229,89 @@ pub fn apply_apparmor_profile(syscall: &dyn Syscall, profile: &str) -> Result<()
     result.map_err(|source| ProcessError::Apparmor {
         profile: profile.to_owned(),
         source,
+    })
+}
+
+/// The process to exec: its arguments, its environment (with HOME) and the
+/// working directory it is already in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedProcess {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: PathBuf,
+}
+
+/// The last steps before the exec, the same for a container's init
+/// (create) and for a process exec'd into it: runc's no_new_privs, rlimits
+/// and privileged seccomp (standard_init_linux.go, setns_init_linux.go),
+/// then its finalizeNamespace: the bounding set while still root, the
+/// permitted set kept across the uid change, the user, the working
+/// directory, the final capability sets.
+///
+/// `rlimits` are the limits still to set here (exec sets them before it
+/// enters the user namespace). With `process.noNewPrivileges` the seccomp
+/// filter is left for the caller to install right before execve.
+pub fn finalize(
+    syscall: &dyn Syscall,
+    process: &Process,
+    rlimits: &[PosixRlimit],
+    seccomp: Option<&CompiledSeccomp>,
+) -> Result<PreparedProcess, ProcessError> {
+    // The user database is read now, before seccomp and before the process
+    // loses the right to read it.
+    let user = user::resolve(syscall, process.user())?;
+    let no_new_privileges = process.no_new_privileges() == Some(true);
+    if no_new_privileges {
+        syscall
+            .set_no_new_privileges()
+            .map_err(|source| ProcessError::NoNewPrivileges { source })?;
+    }
+    apply_rlimits(syscall, rlimits)?;
+    if let Some(seccomp) = seccomp.filter(|_| !no_new_privileges) {
+        // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN:
+        // it goes on before the capabilities are dropped (runc).
+        syscall
+            .install_seccomp(&seccomp.program, seccomp.flags)
+            .map_err(|source| ProcessError::Seccomp { source })?;
+    }
+
+    let cwd = process.cwd().clone();
+    let capability_plan = capabilities::CapabilityPlan::from_spec(process.capabilities().as_ref());
+    capabilities::drop_bounding(syscall, &capability_plan)?;
+    let keep_capabilities = |keep| {
+        syscall
+            .set_keep_capabilities(keep)
+            .map_err(|source| ProcessError::Capabilities {
+                step: "prctl(PR_SET_KEEPCAPS)",
+                source,
+            })
+    };
+    keep_capabilities(true)?;
+    syscall
+        .give_stdio_to(user.uid)
+        .map_err(|source| ProcessError::Stdio { source })?;
+    // chdir before the user change when it can (the runtime's root may
+    // reach a directory the user cannot); if permission is what fails, try
+    // again as the user.
+    let chdir_later = match syscall.chdir(&cwd) {
+        Ok(()) => false,
+        Err(error) if matches!(error.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => true,
+        Err(source) => return Err(ProcessError::Chdir { path: cwd, source }),
+    };
+    user::switch_to(syscall, &user)?;
+    if chdir_later {
+        syscall.chdir(&cwd).map_err(|source| ProcessError::Chdir {
+            path: cwd.clone(),
+            source,
+        })?;
+    }
+    keep_capabilities(false)?;
+    capabilities::apply(syscall, &capability_plan)?;
+
+    Ok(PreparedProcess {
+        args: process.args().clone().unwrap_or_default(),
+        env: environment(process.env().as_deref().unwrap_or_default(), &user.home),
+        cwd,
     })
 }
 

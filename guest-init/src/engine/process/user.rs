@@ -169,18 +169,21 @@ pub fn resolve(syscall: &dyn Syscall, user: &User) -> Result<ResolvedUser, Proce
     })
 }
 
+/// Whether "deny" in /proc/self/setgroups makes setgroups(2) fail in this
+/// user namespace (user_namespaces(7)); runc then leaves the groups alone.
+pub fn setgroups_denied(syscall: &dyn Syscall) -> bool {
+    syscall
+        .read_file(Path::new("/proc/self/setgroups"))
+        .is_ok_and(|text| String::from_utf8_lossy(&text).trim() == "deny")
+}
+
 /// Switches to the user: supplementary groups (unless the user namespace
 /// forbids setgroups), then gid, then uid — uid last because it gives up
 /// the right to change the others.
 pub fn switch_to(syscall: &dyn Syscall, user: &ResolvedUser) -> Result<(), ProcessError> {
     let failed =
         |call: &'static str, id: String| move |source| ProcessError::SetUser { call, id, source };
-    // user_namespaces(7): "deny" in /proc/self/setgroups makes setgroups(2)
-    // fail; runc then leaves the groups alone.
-    let setgroups_denied = syscall
-        .read_file(Path::new("/proc/self/setgroups"))
-        .is_ok_and(|text| String::from_utf8_lossy(&text).trim() == "deny");
-    if !setgroups_denied {
+    if !setgroups_denied(syscall) {
         syscall
             .setgroups(&user.groups)
             .map_err(failed("setgroups", format!("{:?}", user.groups)))?;

@@ -180,6 +180,25 @@ pub fn filter_flags(seccomp: &LinuxSeccomp) -> Result<u32, SeccompError> {
     Ok(flags as u32)
 }
 
+/// A container's `linux.seccomp`, compiled before anything is created, so
+/// that a profile husk cannot express fails cleanly; create and exec
+/// install it in the container's processes.
+#[derive(Debug, Clone)]
+pub struct CompiledSeccomp {
+    pub program: BpfProgram,
+    /// seccomp(2) flags from `linux.seccomp.flags`.
+    pub flags: u32,
+}
+
+impl CompiledSeccomp {
+    pub fn from_profile(profile: &LinuxSeccomp) -> Result<CompiledSeccomp, SeccompError> {
+        Ok(CompiledSeccomp {
+            program: compile(profile)?,
+            flags: filter_flags(profile)?,
+        })
+    }
+}
+
 /// Installs `program` on the calling thread. Unlike
 /// `seccompiler::apply_filter`, this does not set no_new_privs: whether the
 /// container gets it is `process.noNewPrivileges`' decision. Without it the

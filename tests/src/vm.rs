@@ -1,0 +1,261 @@
+//! Runs a bundle inside a VM through husk-init's agent: the bundle's rootfs
+//! becomes an ext4 image (mkfs.ext4 -d), husk-vmm boots with it as
+//! /dev/vda and a vsock device, and the test speaks the control protocol
+//! the way the husk CLI does: create, stdio streams, start, wait, shutdown.
+
+use std::io::Read;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::{self, JoinHandle};
+
+use husk_protocol::{
+    CreateContainerRequest, ExitStatus, GuestError, ProcessRef, Request, Response, RootfsSource,
+    StdioSetup, StreamKind,
+};
+use husk_vmm::guest_agent::{self, GuestAgent};
+
+use crate::bundle::Bundle;
+use crate::{cmdline, path_str, wait_with_deadline, Artifacts, Scratch, BOOT_TIMEOUT};
+
+/// What a container run in a VM gave.
+#[derive(Debug)]
+pub struct VmContainerRun {
+    pub stdout: String,
+    pub stderr: String,
+    /// How the container process ended, or the guest's refusal to create or
+    /// start it.
+    pub outcome: Result<ExitStatus, GuestError>,
+    /// husk-vmm's exit code: the container process's, after a shutdown.
+    pub vmm_code: Option<i32>,
+    /// The guest's serial console, for failure messages.
+    pub console: String,
+}
+
+impl VmContainerRun {
+    /// The container's stdout; fails the test unless it exited 0.
+    pub fn success(self) -> String {
+        assert_eq!(
+            self.outcome,
+            Ok(ExitStatus::Code(0)),
+            "the container failed\nstdout:\n{}\nstderr:\n{}\nconsole:\n{}",
+            self.stdout,
+            self.stderr,
+            self.console
+        );
+        self.stdout
+    }
+
+    /// The exit code a shell would show (128+N for a signal), or the
+    /// guest's error code for a refused create.
+    pub fn code(&self) -> Option<i32> {
+        match &self.outcome {
+            Ok(status) => Some(status.exit_code()),
+            Err(error) => error.exit_code,
+        }
+    }
+}
+
+/// Builds an ext4 image of `rootfs` (its size plus room to write) at
+/// `image`.
+pub fn make_ext4_image(rootfs: &Path, image: &Path) {
+    let du = Command::new("du")
+        .args(["-s", "--block-size=1M"])
+        .arg(rootfs)
+        .output()
+        .expect("run du");
+    let used_mib: u64 = String::from_utf8_lossy(&du.stdout)
+        .split_whitespace()
+        .next()
+        .and_then(|size| size.parse().ok())
+        .expect("du prints a size");
+    let size = format!("{}M", used_mib * 2 + 32);
+    let mkfs = Command::new("mkfs.ext4")
+        .args(["-q", "-F", "-d"])
+        .arg(rootfs)
+        .arg(image)
+        .arg(&size)
+        .output()
+        .expect("run mkfs.ext4 (e2fsprogs)");
+    assert!(
+        mkfs.status.success(),
+        "mkfs.ext4 -d {} failed: {}",
+        rootfs.display(),
+        String::from_utf8_lossy(&mkfs.stderr)
+    );
+}
+
+fn read_all(mut stream: UnixStream) -> JoinHandle<String> {
+    thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = stream.read_to_end(&mut bytes);
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+/// A booted VM whose guest agent is connected, for tests that drive it
+/// step by step. The VM is killed on drop if it is still running.
+pub struct GuestSandbox {
+    pub agent: GuestAgent,
+    pub vsock: PathBuf,
+    console: PathBuf,
+    vmm: Child,
+    _scratch: Scratch,
+}
+
+impl GuestSandbox {
+    /// Boots a VM (2 vCPUs, 256 MiB) with `bundle`'s rootfs as /dev/vda
+    /// and waits for its agent.
+    pub fn boot(bundle: &Bundle, id: &str) -> GuestSandbox {
+        let artifacts = Artifacts::get();
+        let scratch = Scratch::new(&format!("vm-{id}"));
+        let image = scratch.file("rootfs.ext4");
+        make_ext4_image(&bundle.rootfs(), &image);
+        let vsock = scratch.file("vsock");
+        let console = scratch.file("console.log");
+        let listener = guest_agent::listen(&vsock).expect("listen for the guest agent");
+        let mut vmm = Command::new(&artifacts.vmm)
+            .args(["--kernel", path_str(&artifacts.vmlinux)])
+            .args(["--initrd", path_str(&artifacts.initramfs)])
+            .args(["--disk", path_str(&image)])
+            .args(["--vsock", path_str(&vsock)])
+            .args(["--serial", path_str(&console)])
+            .args(["--vcpus", "2", "--memory-mib", "256", "--rng"])
+            .args(["--cmdline", &cmdline("husk.agent")])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start husk-vmm");
+        let agent = match GuestAgent::accept(&listener, BOOT_TIMEOUT) {
+            Ok(agent) => agent,
+            Err(error) => {
+                let _ = vmm.kill();
+                let _ = vmm.wait();
+                let text = std::fs::read_to_string(&console).unwrap_or_default();
+                panic!("{error}\nconsole:\n{text}");
+            }
+        };
+        GuestSandbox {
+            agent,
+            vsock,
+            console,
+            vmm,
+            _scratch: scratch,
+        }
+    }
+
+    pub fn console(&self) -> String {
+        std::fs::read_to_string(&self.console).unwrap_or_default()
+    }
+
+    /// Sends a request; a broken connection fails the test with the
+    /// guest's console.
+    pub fn request(&mut self, request: Request) -> Response {
+        match self.agent.request(request) {
+            Ok(response) => response,
+            Err(error) => panic!("{error}\nconsole:\n{}", self.console()),
+        }
+    }
+
+    /// Opens `process`'s stdio streams for `setup` and returns readers of
+    /// its output (stdout, stderr; a terminal's output as stdout).
+    pub fn open_output(
+        &self,
+        process: &ProcessRef,
+        setup: &StdioSetup,
+    ) -> (JoinHandle<String>, JoinHandle<String>) {
+        let open = |kind| {
+            guest_agent::open_stream(&self.vsock, process, kind).expect("open a stdio stream")
+        };
+        match setup {
+            StdioSetup::Terminal => (
+                read_all(open(StreamKind::Terminal)),
+                thread::spawn(String::new),
+            ),
+            StdioSetup::Pipes { .. } => (
+                read_all(open(StreamKind::Stdout)),
+                read_all(open(StreamKind::Stderr)),
+            ),
+        }
+    }
+
+    /// Sends CreateContainer for `bundle`, its disk as the root.
+    pub fn create(&mut self, bundle: &Bundle, id: &str, stdio: StdioSetup) -> Response {
+        let spec = serde_json::from_value(bundle.config.clone()).expect("config.json is a spec");
+        self.request(Request::CreateContainer(Box::new(CreateContainerRequest {
+            id: id.to_string(),
+            spec,
+            bundle: path_str(&bundle.dir).to_string(),
+            rootfs: RootfsSource::Block {
+                device: "/dev/vda".into(),
+                fs_type: "ext4".into(),
+                // The engine may still create mount points and the cwd in
+                // the image; root.readonly then makes the container's view
+                // of it read-only, as runc does.
+                read_only: false,
+            },
+            stdio,
+            files: Vec::new(),
+        })))
+    }
+
+    /// Waits for `process` to end.
+    pub fn wait(&mut self, process: ProcessRef) -> ExitStatus {
+        match self.request(Request::Wait { process }) {
+            Response::Exited { status, .. } => status,
+            other => panic!("Wait answered {other:?}"),
+        }
+    }
+
+    /// Says Shutdown and returns husk-vmm's exit code.
+    pub fn shut_down(mut self) -> Option<i32> {
+        assert_eq!(self.request(Request::Shutdown), Response::Ok);
+        wait_with_deadline(&mut self.vmm, BOOT_TIMEOUT).and_then(|status| status.code())
+    }
+}
+
+impl Drop for GuestSandbox {
+    fn drop(&mut self) {
+        let _ = self.vmm.kill();
+        let _ = self.vmm.wait();
+    }
+}
+
+/// How a bundle's process gets its stdio: a terminal if it asks for one.
+pub fn stdio_for(bundle: &Bundle) -> StdioSetup {
+    if bundle.config["process"]["terminal"] == true {
+        StdioSetup::Terminal
+    } else {
+        StdioSetup::Pipes {
+            stdin: false,
+            stdout: true,
+            stderr: true,
+        }
+    }
+}
+
+/// Runs `bundle` to the end inside a fresh VM.
+pub fn run_bundle(bundle: &Bundle, id: &str) -> VmContainerRun {
+    let mut sandbox = GuestSandbox::boot(bundle, id);
+    let stdio = stdio_for(bundle);
+    let (stdout, stderr) = sandbox.open_output(&ProcessRef::Init, &stdio);
+    let outcome = match sandbox.create(bundle, id, stdio) {
+        Response::Created { .. } => match sandbox.request(Request::Start) {
+            Response::Started => Ok(sandbox.wait(ProcessRef::Init)),
+            Response::Error(error) => Err(error),
+            other => panic!("Start answered {other:?}"),
+        },
+        Response::Error(error) => Err(error),
+        other => panic!("CreateContainer answered {other:?}"),
+    };
+    let console = sandbox.console();
+    let vmm_code = sandbox.shut_down();
+    VmContainerRun {
+        stdout: stdout.join().unwrap(),
+        stderr: stderr.join().unwrap(),
+        outcome,
+        vmm_code,
+        console,
+    }
+}

@@ -1,0 +1,136 @@
+//! The container engine inside a VM: the checks of tests/src/checks.rs run
+//! as containers in husk guests, driven through husk-init's agent the way
+//! the husk CLI drives it. Needs a KVM that boots guests (tests/run-all runs
+//! this inside the test host), root, busybox-static and e2fsprogs.
+
+use husk_protocol::{ExecRequest, ExitStatus, ProcessRef, Request, Response};
+use husk_tests::bundle::Bundle;
+use husk_tests::checks::{self, Check};
+use husk_tests::require_bootable_kvm;
+use husk_tests::vm::{run_bundle, stdio_for, GuestSandbox, VmContainerRun};
+use oci_spec::runtime::Process;
+use serde_json::json;
+
+fn run(bundle: &Bundle, name: &str) -> VmContainerRun {
+    require_bootable_kvm();
+    run_bundle(bundle, &format!("{name}-{}", std::process::id()))
+}
+
+/// Runs a check in a VM. A create the guest refused counts as the
+/// process's failure: its exit code and message, as husk would report them.
+fn check(check: &Check) {
+    let bundle = check.bundle();
+    let run = run(&bundle, check.name);
+    let mut stderr = run.stderr.clone();
+    if let Err(error) = &run.outcome {
+        stderr.push_str(&error.to_string());
+    }
+    check.verify(run.code(), &run.stdout, &stderr);
+    if run.outcome.is_ok() {
+        assert_eq!(
+            run.vmm_code,
+            run.code(),
+            "husk-vmm exits with the container's status"
+        );
+    }
+}
+
+macro_rules! vm_checks {
+    ($($test:ident => $check:ident,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                check(&checks::$check);
+            }
+        )*
+    };
+}
+
+vm_checks! {
+    hostname_and_pid_1 => HOSTNAME_AND_PID_1,
+    uid_gid_and_groups => UID_GID_AND_GROUPS,
+    a_user_name_is_looked_up_in_the_container => USER_NAME_LOOKED_UP,
+    all_five_capability_sets => ALL_FIVE_CAPABILITY_SETS,
+    runc_default_capabilities_for_root => RUNC_DEFAULT_CAPABILITIES,
+    seccomp_denies_with_the_configured_errno => SECCOMP_ERRNO,
+    masked_paths_are_empty => MASKED_PATHS,
+    read_only_paths_and_root_cannot_be_written => READ_ONLY_PATHS_AND_ROOT,
+    rlimits_apply => RLIMITS,
+    env_cwd_umask_and_home => ENV_CWD_UMASK_AND_HOME,
+    pids_limit_stops_a_fork_loop => PIDS_LIMIT,
+    memory_limit_is_visible_and_enforced => MEMORY_LIMIT,
+    exit_status_passes_through => EXIT_STATUS,
+    missing_program_exits_127 => MISSING_PROGRAM,
+    non_executable_program_exits_126 => NOT_EXECUTABLE,
+    absent_user_name_is_named => ABSENT_USER_NAME,
+    seccomp_notify_is_refused => SECCOMP_NOTIFY_REFUSED,
+}
+
+#[test]
+fn terminal_output_arrives_through_the_terminal_stream() {
+    let mut bundle = Bundle::busybox("vm-terminal");
+    bundle
+        .set("/process/terminal", json!(true))
+        .shell("tty; echo on-the-pty");
+    let run = run(&bundle, "vm-terminal");
+    let output = run.success().replace('\r', "");
+    assert_eq!(output, "/dev/pts/0\non-the-pty\n");
+}
+
+/// An exec'd process runs inside the container the VM holds: its pid
+/// namespace, hostname and root; it gets its own stdio and exit status,
+/// while the container's process keeps running until it is killed.
+#[test]
+fn exec_runs_inside_the_running_container() {
+    require_bootable_kvm();
+    let mut bundle = Bundle::busybox("vm-exec");
+    bundle.set("/hostname", json!("vmbox")).shell("sleep 600");
+    let id = format!("vm-exec-{}", std::process::id());
+    let mut sandbox = GuestSandbox::boot(&bundle, &id);
+    let stdio = stdio_for(&bundle);
+    let (_init_out, _init_err) = sandbox.open_output(&ProcessRef::Init, &stdio);
+    assert!(matches!(
+        sandbox.create(&bundle, &id, stdio),
+        Response::Created { .. }
+    ));
+    assert_eq!(sandbox.request(Request::Start), Response::Started);
+
+    let exec = ProcessRef::Exec("e1".into());
+    let (stdout, stderr) = sandbox.open_output(&exec, &stdio);
+    let process: Process = serde_json::from_value(json!({
+        "args": ["sh", "-c", "hostname; cat /proc/1/cmdline | tr '\\0' ' '; echo; ls /bin/busybox; exit 7"],
+        "cwd": "/",
+        "env": ["PATH=/bin"],
+        "user": {"uid": 0, "gid": 0}
+    }))
+    .unwrap();
+    let reply = sandbox.request(Request::Exec(Box::new(ExecRequest {
+        exec_id: "e1".into(),
+        process,
+        stdio,
+    })));
+    assert!(
+        matches!(reply, Response::ExecStarted { .. }),
+        "Exec answered {reply:?}"
+    );
+    assert_eq!(sandbox.wait(exec), ExitStatus::Code(7));
+    assert_eq!(
+        stdout.join().unwrap(),
+        "vmbox\nsleep 600 \n/bin/busybox\n",
+        "stderr: {}",
+        stderr.join().unwrap()
+    );
+
+    // The container's process was untouched by the exec; now end it.
+    let kill = Request::Signal {
+        process: ProcessRef::Init,
+        signal: libc::SIGKILL,
+        all: false,
+    };
+    assert_eq!(sandbox.request(kill), Response::Ok);
+    assert_eq!(
+        sandbox.wait(ProcessRef::Init),
+        ExitStatus::Signal(libc::SIGKILL)
+    );
+    assert_eq!(sandbox.shut_down(), Some(128 + libc::SIGKILL));
+}
