@@ -89,7 +89,9 @@ impl GuestAgent {
                 Err(error) => return Err(AgentError::Accept(error)),
             }
         };
-        connection.set_nonblocking(false).map_err(AgentError::Accept)?;
+        connection
+            .set_nonblocking(false)
+            .map_err(AgentError::Accept)?;
         let mut agent = GuestAgent {
             connection,
             next_id: 1,
