@@ -134,3 +134,95 @@ fn exec_runs_inside_the_running_container() {
     );
     assert_eq!(sandbox.shut_down(), Some(128 + libc::SIGKILL));
 }
+
+/// husk-vmm in sandbox mode, as the husk CLI runs it: the container's stdio
+/// is husk-vmm's own, requests go through its agent socket, and husk-vmm
+/// exits with the container's status once the process has ended.
+#[test]
+fn sandbox_mode_relays_stdio_and_exits_with_the_containers_status() {
+    use std::io::{Read, Write};
+    use std::process::{Command, Stdio};
+
+    use husk_protocol::{CreateContainerRequest, RootfsSource, StdioSetup};
+    use husk_tests::vm::make_ext4_image;
+    use husk_tests::{cmdline, path_str, wait_with_deadline, Artifacts, Scratch, BOOT_TIMEOUT};
+    use husk_vmm::guest_agent::GuestAgent;
+
+    require_bootable_kvm();
+    let artifacts = Artifacts::get();
+    let mut bundle = Bundle::busybox("vm-sandbox");
+    bundle.shell("read line; echo got:$line; echo to-stderr >&2; exit 5");
+    let scratch = Scratch::new("vm-sandbox");
+    let image = scratch.file("rootfs.ext4");
+    make_ext4_image(&bundle.rootfs(), &image);
+    let agent_socket = scratch.file("agent.sock");
+    let log = scratch.file("vmm.log");
+    let mut vmm = Command::new(&artifacts.vmm)
+        .args(["--kernel", path_str(&artifacts.vmlinux)])
+        .args(["--initrd", path_str(&artifacts.initramfs)])
+        .args(["--disk", path_str(&image)])
+        .args(["--vsock", path_str(&scratch.file("vsock"))])
+        .args(["--serial", path_str(&scratch.file("console.log"))])
+        .args(["--memory-mib", "256", "--rng"])
+        .args(["--cmdline", &cmdline("husk.agent")])
+        .args(["--agent-socket", path_str(&agent_socket)])
+        .args(["--log", path_str(&log)])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start husk-vmm");
+    vmm.stdin.take().unwrap().write_all(b"hello\n").unwrap();
+    let mut stdout = vmm.stdout.take().unwrap();
+    let mut stderr = vmm.stderr.take().unwrap();
+    let stdout = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let stderr = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+
+    let mut agent = GuestAgent::connect_sandbox(&agent_socket, BOOT_TIMEOUT).unwrap_or_else(|e| {
+        let _ = vmm.kill();
+        panic!(
+            "{e}; husk-vmm's log:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        )
+    });
+    let create = Request::CreateContainer(Box::new(CreateContainerRequest {
+        id: "sandbox".into(),
+        spec: serde_json::from_value(bundle.config.clone()).unwrap(),
+        bundle: path_str(&bundle.dir).into(),
+        rootfs: RootfsSource::Block {
+            device: "/dev/vda".into(),
+            fs_type: "ext4".into(),
+            read_only: false,
+        },
+        stdio: StdioSetup::Pipes {
+            stdin: true,
+            stdout: true,
+            stderr: true,
+        },
+        files: Vec::new(),
+    }));
+    let created = agent.request(create).unwrap();
+    assert!(matches!(created, Response::Created { .. }), "{created:?}");
+    assert_eq!(agent.request(Request::Start).unwrap(), Response::Started);
+    let status =
+        wait_with_deadline(&mut vmm, BOOT_TIMEOUT).expect("husk-vmm ends with the container");
+    assert_eq!(stdout.join().unwrap(), "got:hello\n");
+    assert_eq!(stderr.join().unwrap(), "to-stderr\n");
+    assert_eq!(
+        status.code(),
+        Some(5),
+        "husk-vmm exits with the container's status"
+    );
+    assert!(
+        !agent_socket.exists(),
+        "the agent socket goes with husk-vmm"
+    );
+}

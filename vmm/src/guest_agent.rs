@@ -24,7 +24,7 @@ pub enum AgentError {
         #[source]
         source: io::Error,
     },
-    #[error("the guest agent did not connect within {} s", timeout.as_secs())]
+    #[error("the guest agent was not ready within {} s", timeout.as_secs())]
     ConnectTimeout { timeout: Duration },
     #[error("accept the guest agent's connection")]
     Accept(#[source] io::Error),
@@ -113,6 +113,35 @@ impl GuestAgent {
             }
             other => Err(AgentError::NotReady(Box::new(other))),
         }
+    }
+
+    /// Connects to husk-vmm's agent socket (sandbox mode), waiting up to
+    /// `timeout` for it to appear: it does once the guest is ready.
+    pub fn connect_sandbox(socket: &Path, timeout: Duration) -> Result<GuestAgent, AgentError> {
+        let deadline = Instant::now() + timeout;
+        let connection = loop {
+            match UnixStream::connect(socket) {
+                Ok(connection) => break connection,
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+                    ) =>
+                {
+                    if Instant::now() >= deadline {
+                        return Err(AgentError::ConnectTimeout { timeout });
+                    }
+                    thread::sleep(Duration::from_millis(2));
+                }
+                Err(error) => return Err(AgentError::Accept(error)),
+            }
+        };
+        Ok(GuestAgent {
+            connection,
+            next_id: 1,
+            events: VecDeque::new(),
+            guest_uptime: Duration::ZERO,
+        })
     }
 
     fn receive(&mut self) -> Result<GuestMessage, AgentError> {

@@ -13,6 +13,7 @@ pub mod devices;
 pub mod guest_agent;
 pub mod metrics;
 pub mod os;
+pub mod sandbox;
 pub mod signals;
 pub mod timing;
 pub mod vmm;

@@ -12,6 +12,7 @@ use husk_vmm::config::{
     DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, MIN_MEMORY_MIB,
 };
 use husk_vmm::devices::virtio::vsock::DEFAULT_GUEST_CID;
+use husk_vmm::sandbox::{self, ContainerStdio, SandboxConfig};
 use husk_vmm::signals::SignalFd;
 use husk_vmm::timing::Timeline;
 use husk_vmm::vmm::VmOutcome;
@@ -48,6 +49,22 @@ Options:
   --vsock-cid N        the guest's vsock context ID [default: 3]
   --rng                attach a virtio-rng device fed from the host's getrandom
   --timings            print boot phase timings and memory use on stderr at exit
+  --agent-socket PATH  sandbox mode, for the husk CLI (needs --vsock and a guest
+                       running husk-init with husk.agent): hold the guest
+                       agent's control connection, serve its protocol on the
+                       Unix socket PATH (created once the guest is ready),
+                       relay the container process's stdio, and shut the VM
+                       down when that process has ended, exiting with its
+                       status
+  --container-stdio pipes|terminal
+                       sandbox mode: the container's stdio is husk-vmm's own
+                       0, 1 and 2 (pipes), or a pty whose master goes to
+                       --console-socket (terminal) [default: pipes]
+  --console-socket PATH
+                       sandbox mode: where the terminal's pty master is sent
+                       (SCM_RIGHTS, as runc does)
+  --log PATH           husk-vmm's own messages go to PATH (appended) instead
+                       of stderr; in sandbox mode stderr is the container's
   --kvm PATH           KVM device [default: {DEFAULT_KVM_PATH}]
   -h, --help           print this help
   -V, --version        print the version
@@ -67,10 +84,12 @@ Exit status:
 struct Args {
     config: VmConfig,
     timings: bool,
+    sandbox: Option<SandboxConfig>,
+    log: Option<PathBuf>,
 }
 
 enum Parsed {
-    Run(Args),
+    Run(Box<Args>),
     Help,
     Version,
 }
@@ -87,6 +106,10 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     let mut rng = false;
     let mut disks = Vec::new();
     let mut vsock_path = None;
+    let mut agent_socket = None;
+    let mut container_stdio = None;
+    let mut console_socket = None;
+    let mut log = None;
     let mut vsock_cid = DEFAULT_GUEST_CID;
 
     let mut args = args.into_iter();
@@ -127,6 +150,20 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             "--rng" => rng = true,
             "--disk" => disks.push(DiskConfig::parse(&value()?)?),
             "--vsock" => vsock_path = Some(PathBuf::from(value()?)),
+            "--agent-socket" => agent_socket = Some(PathBuf::from(value()?)),
+            "--container-stdio" => {
+                container_stdio = match value()?.as_str() {
+                    "pipes" => Some(false),
+                    "terminal" => Some(true),
+                    other => {
+                        return Err(format!(
+                            "--container-stdio {other:?}: expected pipes or terminal"
+                        ))
+                    }
+                }
+            }
+            "--console-socket" => console_socket = Some(PathBuf::from(value()?)),
+            "--log" => log = Some(PathBuf::from(value()?)),
             "--vsock-cid" => {
                 let v = value()?;
                 vsock_cid = v
@@ -152,7 +189,41 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         uds_path,
         guest_cid: vsock_cid,
     });
-    Ok(Parsed::Run(Args { config, timings }))
+    let sandbox = match (
+        agent_socket,
+        container_stdio.unwrap_or(false),
+        console_socket,
+    ) {
+        (None, _, _) if container_stdio.is_some() => {
+            return Err("--container-stdio needs --agent-socket".into())
+        }
+        (None, _, Some(_)) => return Err("--console-socket needs --agent-socket".into()),
+        (None, _, None) => None,
+        (Some(_), true, None) => {
+            return Err("--container-stdio terminal needs --console-socket PATH".into())
+        }
+        (Some(_), false, Some(_)) => {
+            return Err("--console-socket goes with --container-stdio terminal".into())
+        }
+        (Some(agent_socket), terminal, console_socket) => {
+            if config.vsock.is_none() {
+                return Err("--agent-socket needs --vsock PATH".into());
+            }
+            Some(SandboxConfig {
+                agent_socket,
+                stdio: match (terminal, console_socket) {
+                    (true, Some(console_socket)) => ContainerStdio::Terminal { console_socket },
+                    _ => ContainerStdio::Pipes,
+                },
+            })
+        }
+    };
+    Ok(Parsed::Run(Box::new(Args {
+        config,
+        timings,
+        sandbox,
+        log,
+    })))
 }
 
 /// The error and its causes on one line, as `a: b: c`.
@@ -195,6 +266,31 @@ fn main() -> ExitCode {
         }
     };
 
+    // In sandbox mode the stdio is the container's: take it before anything
+    // is printed, and before the guest can connect.
+    let vsock_path = args
+        .config
+        .vsock
+        .as_ref()
+        .map(|vsock| vsock.uds_path.as_path());
+    let _sandbox = match &args.sandbox {
+        Some(sandbox) => match sandbox::start(sandbox, vsock_path, args.log.as_deref()) {
+            Ok(sandbox) => Some(sandbox),
+            Err(error) => {
+                eprintln!("husk-vmm: {}", error_chain(&error));
+                return ExitCode::from(EXIT_VMM_ERROR);
+            }
+        },
+        None => {
+            if let Some(log) = &args.log {
+                if let Err(error) = sandbox::log_to(log) {
+                    eprintln!("husk-vmm: {}", error_chain(&error));
+                    return ExitCode::from(EXIT_VMM_ERROR);
+                }
+            }
+            None
+        }
+    };
     let mut vmm = match build_vmm(&args.config, timeline.clone()) {
         Ok(vmm) => vmm,
         Err(error) => {
@@ -284,6 +380,49 @@ mod tests {
         assert!(
             err(&["--kernel", "/k", "--frobnicate"]).contains("unknown argument \"--frobnicate\"")
         );
+    }
+
+    #[test]
+    fn sandbox_flags_go_together() {
+        let run = |args: &[&str]| match parse(args) {
+            Ok(Parsed::Run(args)) => args,
+            other => panic!("{args:?} did not parse to a run: {}", other.is_ok()),
+        };
+        let base = [
+            "--kernel",
+            "/k",
+            "--vsock",
+            "/s/vsock",
+            "--agent-socket",
+            "/s/agent",
+        ];
+        let args = run(&base);
+        assert_eq!(
+            args.sandbox.unwrap().stdio,
+            ContainerStdio::Pipes,
+            "pipes by default"
+        );
+        let mut terminal = base.to_vec();
+        terminal.extend(["--container-stdio", "terminal", "--console-socket", "/c"]);
+        assert_eq!(
+            run(&terminal).sandbox.unwrap().stdio,
+            ContainerStdio::Terminal {
+                console_socket: PathBuf::from("/c")
+            }
+        );
+        let err = |args: &[&str]| match parse(args) {
+            Err(message) => message,
+            Ok(_) => panic!("{args:?} parsed"),
+        };
+        assert!(err(&["--kernel", "/k", "--agent-socket", "/a"]).contains("needs --vsock"));
+        assert!(err(&["--kernel", "/k", "--console-socket", "/c"]).contains("--agent-socket"));
+        let mut no_socket = base.to_vec();
+        no_socket.extend(["--container-stdio", "terminal"]);
+        assert!(err(&no_socket).contains("--console-socket PATH"));
+        let mut bad = base.to_vec();
+        bad.extend(["--container-stdio", "tty"]);
+        assert!(err(&bad).contains("expected pipes or terminal"));
+        assert!(run(&["--kernel", "/k", "--log", "/l"]).log.is_some());
     }
 
     #[test]
