@@ -576,6 +576,17 @@ impl ContainerLock {
     }
 }
 
+impl Drop for ContainerLock {
+    /// Unlocks explicitly rather than by closing: a flock(2) lock belongs
+    /// to the open file description, which processes forked meanwhile share
+    /// (the container backend's init, blocked on the exec fifo until
+    /// `start`, holds a copy until it execs), and it goes only when the
+    /// last copy is closed or any copy unlocks.
+    fn drop(&mut self) {
+        let _ = self._file.unlock();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::process::{Child, Command};
@@ -892,6 +903,28 @@ mod tests {
         deleter.remove().unwrap();
         let error = waiter.join().unwrap().unwrap_err();
         assert!(matches!(error, StateError::NotFound { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_forked_copy_of_the_lock_does_not_keep_the_container_locked() {
+        let store_dir = tempfile::tempdir().unwrap();
+        let store = StateStore::new(store_dir.path());
+        let lock = store.create(&id("c1")).unwrap();
+        // What a process forked while the lock is held keeps: a descriptor
+        // of the same open file description.
+        let inherited = lock._file.try_clone().unwrap();
+        drop(lock);
+        let status = Command::new("flock")
+            .args(["--nonblock", "--exclusive"])
+            .arg(store_dir.path().join("c1").join(LOCK_FILE))
+            .arg("true")
+            .status()
+            .expect("run flock(1) from util-linux");
+        assert!(
+            status.success(),
+            "the container stayed locked while a copy of the descriptor was open"
+        );
+        drop(inherited);
     }
 
     #[test]

@@ -115,6 +115,19 @@ fn assert_failure(output: &Output) -> String {
     error.trim_end().to_string()
 }
 
+/// What the last create in a `--debug` log says about its backend:
+/// "the <kind> backend (from <source>)".
+fn chosen_backend(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap();
+    let line = text
+        .lines()
+        .rev()
+        .find(|line| line.contains(" backend (from "))
+        .unwrap_or_else(|| panic!("no backend choice in the log:\n{text}"));
+    let message = &line[line.find(": the ").unwrap() + 2..];
+    message.trim_end_matches('"').to_string()
+}
+
 /// The start time of this test process (/proc/self/stat field 22).
 fn own_start_time() -> u64 {
     let stat = fs::read_to_string("/proc/self/stat").unwrap();
@@ -325,7 +338,11 @@ fn create_takes_options_after_the_id_and_reaches_the_backend() {
     let scratch = Scratch::new();
     let bundle = scratch.bundle("bundle");
     let pid_file = scratch.path().join("init.pid");
+    let log = scratch.path().join("log");
     let output = scratch.husk(&[
+        "--debug",
+        "--log",
+        log.to_str().unwrap(),
         "--backend",
         "container",
         "create",
@@ -336,11 +353,13 @@ fn create_takes_options_after_the_id_and_reaches_the_backend() {
         pid_file.to_str().unwrap(),
     ]);
     // Parsing, the bundle and the state directory were fine: the failure is
-    // the backend's.
+    // the backend's (this bundle asks for a terminal without a console
+    // socket).
     let error = assert_failure(&output);
-    assert!(
-        error.contains("create container \"c1\"") && error.contains("container backend"),
-        "{error}"
+    assert!(error.contains("create container \"c1\""), "{error}");
+    assert_eq!(
+        chosen_backend(&log),
+        "the container backend (from --backend)"
     );
     // A failed create leaves nothing behind.
     assert!(!scratch.root().join("c1").exists());
@@ -352,34 +371,46 @@ fn the_backend_comes_from_the_annotation_then_the_config_file() {
     let scratch = Scratch::new();
     let bundle = scratch.bundle("bundle");
     let bundle_arg = bundle.to_str().unwrap();
+    let log = scratch.path().join("log");
+    let log_arg = log.to_str().unwrap();
+    // The bundle asks for a terminal and no create gives a console socket,
+    // so every create fails; the debug log says which backend it reached.
+    let create = |flags: &[&str]| {
+        let mut arguments = vec!["--debug", "--log", log_arg];
+        arguments.extend_from_slice(flags);
+        arguments.extend_from_slice(&["create", "-b", bundle_arg, "c1"]);
+        assert_failure(&scratch.husk(&arguments));
+        chosen_backend(&log)
+    };
 
     // Nothing chooses: vm.
-    let error = assert_failure(&scratch.husk(&["create", "-b", bundle_arg, "c1"]));
-    assert!(error.contains("vm backend"), "{error}");
+    assert_eq!(create(&[]), "the vm backend (from default)");
 
     // The configuration file.
     fs::write(scratch.config_file(), r#"{"backend": "container"}"#).unwrap();
-    let error = assert_failure(&scratch.husk(&["create", "-b", bundle_arg, "c1"]));
-    assert!(error.contains("container backend"), "{error}");
+    assert_eq!(
+        create(&[]),
+        format!(
+            "the container backend (from {})",
+            scratch.config_file().display()
+        )
+    );
 
     // The annotation beats the configuration file.
     let config_path = bundle.join("config.json");
     let mut config: Value = serde_json::from_slice(&fs::read(&config_path).unwrap()).unwrap();
     config["annotations"] = json!({"run.husk.backend": "vm"});
     fs::write(&config_path, config.to_string()).unwrap();
-    let error = assert_failure(&scratch.husk(&["create", "-b", bundle_arg, "c1"]));
-    assert!(error.contains("vm backend"), "{error}");
+    assert_eq!(
+        create(&[]),
+        "the vm backend (from annotation run.husk.backend)"
+    );
 
     // And the flag beats both.
-    let error = assert_failure(&scratch.husk(&[
-        "--backend",
-        "container",
-        "create",
-        "-b",
-        bundle_arg,
-        "c1",
-    ]));
-    assert!(error.contains("container backend"), "{error}");
+    assert_eq!(
+        create(&["--backend", "container"]),
+        "the container backend (from --backend)"
+    );
 
     // A bad annotation names the field.
     config["annotations"] = json!({"run.husk.backend": "jail"});

@@ -15,6 +15,7 @@ use std::{fs, thread};
 
 pub mod bundle;
 pub mod checks;
+pub mod husk_cli;
 pub mod vm;
 
 /// The pieces a VM test needs.

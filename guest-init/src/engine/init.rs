@@ -293,7 +293,10 @@ fn run_init(context: &InitContext, socket: SyncSocket) -> ! {
             sys::exit_now(1)
         }
     };
-    if socket.send(&ChildMessage::Ready).is_err() {
+    // The setup is done: from now on the init outlives the runtime that
+    // created it (`husk create` returns, and without a pid namespace this
+    // process is the setup child whose parent is that runtime).
+    if sys::set_parent_death_signal(0).is_err() || socket.send(&ChildMessage::Ready).is_err() {
         // The runtime is gone; nobody will ever start this container.
         sys::exit_now(1)
     }

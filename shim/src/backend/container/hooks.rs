@@ -1,0 +1,163 @@
+//! The hooks the runtime runs after create: poststart (at start) and
+//! poststop (at delete). The engine runs the earlier stages itself during
+//! create, and startContainer inside the container.
+//!
+//! runtime.md "Lifecycle" steps 9 and 12: a failing poststart or poststop
+//! hook is logged as a warning and the operation goes on, so nothing here
+//! returns an error.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use husk_init::engine::hooks::{run_hooks, HookStage};
+use husk_init::engine::{error_chain, Bundle};
+use oci_spec::runtime::{ContainerState, State};
+
+use crate::logging;
+use crate::state::ContainerRecord;
+
+/// The runtime-spec state a hook reads on stdin (runtime.md "State").
+/// `pid` is given while the process exists (created and running).
+pub fn hook_state(container: &ContainerRecord, status: ContainerState, pid: Option<i32>) -> State {
+    let mut state = State::default();
+    state
+        .set_version(container.oci_version.clone())
+        .set_id(container.id.clone())
+        .set_status(status)
+        .set_pid(pid)
+        .set_bundle(container.bundle.clone())
+        .set_annotations(
+            Some(container.annotations.clone())
+                .filter(|annotations: &HashMap<_, _>| !annotations.is_empty()),
+        );
+    state
+}
+
+/// Runs `stage`'s hooks of `bundle` with `state` on their stdin and the
+/// bundle directory as working directory (config.md "POSIX-platform
+/// Hooks"); failures become warnings.
+pub fn run_stage_with_warnings(bundle: &Bundle, stage: HookStage, state: &State) {
+    let Some(hooks) = bundle.spec.hooks().as_ref() else {
+        return;
+    };
+    let hooks = stage.hooks_in(hooks);
+    if hooks.is_empty() {
+        return;
+    }
+    let outcome = in_directory(&bundle.path, || run_hooks(hooks, stage, state));
+    if let Err(error) = outcome {
+        logging::warning(format!(
+            "container {}: hooks.{stage}: {}",
+            state.id(),
+            error_chain(&error)
+        ));
+    }
+}
+
+/// Runs `work` with `directory` as the working directory when it still
+/// exists (containerd may delete after removing the bundle), then returns
+/// to the previous one.
+fn in_directory<T>(directory: &Path, work: impl FnOnce() -> T) -> T {
+    let previous = std::env::current_dir().ok();
+    let moved = std::env::set_current_dir(directory).is_ok();
+    let result = work();
+    if let (true, Some(previous)) = (moved, previous) {
+        let _ = std::env::set_current_dir(previous);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::fs;
+    use std::path::PathBuf;
+
+    use husk_init::engine::load_bundle;
+
+    use super::*;
+    use crate::backend::BackendKind;
+    use crate::state::{BackendPaths, HuskRecord, Status};
+
+    fn record(annotations: HashMap<String, String>) -> ContainerRecord {
+        ContainerRecord {
+            oci_version: "1.2.0".to_string(),
+            id: "c1".to_string(),
+            status: Status::Running,
+            pid: 42,
+            bundle: PathBuf::from("/bundles/b1"),
+            annotations,
+            husk: HuskRecord {
+                backend: BackendKind::Container,
+                created: String::new(),
+                rootfs: PathBuf::from("/bundles/b1/rootfs"),
+                pid_start_time: None,
+                paths: BackendPaths::default(),
+                timings_micros: BTreeMap::new(),
+            },
+            state_dir: PathBuf::new(),
+        }
+    }
+
+    #[test]
+    fn hooks_get_the_runtime_spec_state() {
+        let annotated = record(HashMap::from([("a".to_string(), "b".to_string())]));
+        let state = serde_json::to_value(hook_state(&annotated, ContainerState::Running, Some(42)))
+            .unwrap();
+        assert_eq!(
+            state,
+            serde_json::json!({
+                "ociVersion": "1.2.0",
+                "id": "c1",
+                "status": "running",
+                "pid": 42,
+                "bundle": "/bundles/b1",
+                "annotations": {"a": "b"}
+            })
+        );
+        let stopped = serde_json::to_value(hook_state(
+            &record(HashMap::new()),
+            ContainerState::Stopped,
+            None,
+        ))
+        .unwrap();
+        assert_eq!(stopped["status"], "stopped");
+        assert!(stopped.get("pid").is_none() && stopped.get("annotations").is_none());
+    }
+
+    #[test]
+    fn a_hook_runs_in_the_bundle_with_the_state_on_stdin() {
+        let directory = tempfile::tempdir().unwrap();
+        let bundle_dir = directory.path().join("bundle");
+        fs::create_dir_all(bundle_dir.join("rootfs")).unwrap();
+        let output = directory.path().join("hook-output");
+        let script = format!("pwd > {0}; cat >> {0}", output.display());
+        let config = serde_json::json!({
+            "ociVersion": "1.3.0",
+            "root": {"path": "rootfs"},
+            "process": {"user": {"uid": 0, "gid": 0}, "args": ["sh"], "cwd": "/"},
+            "linux": {"namespaces": [{"type": "mount"}]},
+            "hooks": {
+                "poststop": [
+                    {"path": "/bin/false"},
+                    {"path": "/bin/sh", "args": ["sh", "-c", script]}
+                ]
+            }
+        });
+        fs::write(bundle_dir.join("config.json"), config.to_string()).unwrap();
+        let bundle = load_bundle(&bundle_dir).unwrap();
+        let before = std::env::current_dir().unwrap();
+        let state = hook_state(&record(HashMap::new()), ContainerState::Stopped, None);
+
+        // The first hook fails: only a warning, and the second still runs.
+        run_stage_with_warnings(&bundle, HookStage::Poststop, &state);
+
+        let text = fs::read_to_string(&output).unwrap();
+        let (directory_line, state_json) = text.split_once('\n').unwrap();
+        assert_eq!(Path::new(directory_line), bundle.path);
+        let state: serde_json::Value = serde_json::from_str(state_json).unwrap();
+        assert_eq!(state["id"], "c1");
+        assert_eq!(state["status"], "stopped");
+        assert_eq!(std::env::current_dir().unwrap(), before);
+    }
+}

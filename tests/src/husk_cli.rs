@@ -1,0 +1,515 @@
+//! Driving the built `husk` binary the way runc's callers drive runc: one
+//! process per verb, a state root of the test's own, stdout and stderr in
+//! files (the container inherits them, as it inherits conmon's pipes), and
+//! the test process as a child subreaper, as conmon and containerd's shim
+//! are, so that it can reap the container init and see its exit status.
+//!
+//! Needs root and a built husk (`cargo build -p husk-shim`, or
+//! `HUSK_BIN=/path/to/husk`).
+
+use std::io::{ErrorKind, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use std::{fs, thread};
+
+use serde_json::Value;
+
+use crate::{wait_with_deadline, Scratch};
+
+/// Each husk call gets this long; one that hangs fails its test.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a test waits for something a container does on its own.
+pub const CONTAINER_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The husk binary: `$HUSK_BIN`, else `target/debug/husk`.
+pub fn husk_binary() -> PathBuf {
+    let binary = std::env::var_os("HUSK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap()
+                .join("target/debug/husk")
+        });
+    assert!(
+        binary.is_file(),
+        "{} does not exist: run `cargo build -p husk-shim` first (or set HUSK_BIN)",
+        binary.display()
+    );
+    binary
+}
+
+/// Fails the test unless it runs as root.
+pub fn require_root(why: &str) {
+    // SAFETY: geteuid(2) has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    assert_eq!(euid, 0, "{why}: run these tests as root");
+}
+
+/// Makes this test process a child subreaper (prctl(2)
+/// PR_SET_CHILD_SUBREAPER): a container init whose husk has exited comes
+/// to it, as it comes to conmon.
+pub fn become_subreaper() {
+    // SAFETY: integer arguments only.
+    let result = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    assert_eq!(
+        result,
+        0,
+        "prctl(PR_SET_CHILD_SUBREAPER): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// What one husk call did.
+#[derive(Debug)]
+pub struct HuskRun {
+    /// None when it was killed by a signal.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// The file husk's stdout went to; a container the call created
+    /// inherited it and writes there later.
+    pub stdout_path: PathBuf,
+}
+
+impl HuskRun {
+    /// Its stdout; fails the test unless it exited 0.
+    pub fn success(&self) -> &str {
+        self.expect_code(0);
+        &self.stdout
+    }
+
+    /// Its stderr (warnings); fails the test unless it exited 0.
+    pub fn success_with_stderr(&self) -> &str {
+        self.expect_code(0)
+    }
+
+    /// Fails the test unless it exited with `code`; returns its stderr.
+    pub fn expect_code(&self, code: i32) -> &str {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "husk exited {:?}, not {code}\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        &self.stderr
+    }
+}
+
+/// A husk call still running (`husk run` in the foreground).
+pub struct RunningHusk {
+    pub child: Child,
+    pub stdout_path: PathBuf,
+    pub stderr_path: PathBuf,
+}
+
+impl RunningHusk {
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pids fit an i32")
+    }
+
+    /// Waits for husk to exit (within [`CALL_TIMEOUT`]).
+    pub fn finish(mut self) -> HuskRun {
+        let status = wait_with_deadline(&mut self.child, CALL_TIMEOUT);
+        let run = HuskRun {
+            code: status.and_then(|status| status.code()),
+            stdout: read_text(&self.stdout_path),
+            stderr: read_text(&self.stderr_path),
+            stdout_path: self.stdout_path,
+        };
+        assert!(
+            status.is_some(),
+            "husk ran past {CALL_TIMEOUT:?} and was killed; stderr:\n{}",
+            run.stderr
+        );
+        run
+    }
+}
+
+/// A state root of the test's own, and the husk calls on it.
+pub struct Husk {
+    scratch: Scratch,
+    binary: PathBuf,
+    backend_flag: bool,
+    calls: std::cell::Cell<u32>,
+}
+
+impl Husk {
+    /// A fresh root for the test `name`, every call with `--backend
+    /// container`. Makes the test process a subreaper.
+    pub fn new(name: &str) -> Husk {
+        require_root("the container backend creates namespaces, mounts and cgroups");
+        become_subreaper();
+        let scratch = Scratch::new(&format!("cli-{name}"));
+        // An empty configuration file, so /etc/husk/config.json on this
+        // machine cannot change what the tests see.
+        fs::write(scratch.file("husk-config.json"), "{}").expect("write the husk configuration");
+        Husk {
+            scratch,
+            binary: husk_binary(),
+            backend_flag: true,
+            calls: std::cell::Cell::new(0),
+        }
+    }
+
+    /// Calls without `--backend`: the bundle's annotation decides.
+    pub fn without_backend_flag(mut self) -> Husk {
+        self.backend_flag = false;
+        self
+    }
+
+    /// `--root`.
+    pub fn root(&self) -> PathBuf {
+        self.scratch.file("root")
+    }
+
+    /// A path in the test's scratch directory.
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.scratch.file(name)
+    }
+
+    /// `husk --root ROOT [--backend container] ARGS...`, stdin from
+    /// /dev/null.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command.arg("--root").arg(self.root());
+        if self.backend_flag {
+            command.args(["--backend", "container"]);
+        }
+        command
+            .args(args)
+            .env("HUSK_CONFIG", self.file("husk-config.json"))
+            .stdin(Stdio::null());
+        command
+    }
+
+    /// Runs husk to the end.
+    pub fn run(&self, args: &[&str]) -> HuskRun {
+        self.spawn(args, Stdio::null()).finish()
+    }
+
+    /// Runs husk to the end with `input` on its stdin.
+    pub fn run_with_stdin(&self, args: &[&str], input: &str) -> HuskRun {
+        let input_path = self.next_file("stdin");
+        fs::write(&input_path, input).expect("write husk's stdin");
+        let stdin = fs::File::open(&input_path).expect("open husk's stdin");
+        self.spawn(args, Stdio::from(stdin)).finish()
+    }
+
+    /// Starts husk and returns without waiting.
+    pub fn start(&self, args: &[&str]) -> RunningHusk {
+        self.spawn(args, Stdio::null())
+    }
+
+    fn spawn(&self, args: &[&str], stdin: Stdio) -> RunningHusk {
+        let stdout_path = self.next_file("stdout");
+        let stderr_path = self.next_file("stderr");
+        let stdout = fs::File::create(&stdout_path).expect("create husk's stdout file");
+        let stderr = fs::File::create(&stderr_path).expect("create husk's stderr file");
+        let child = self
+            .command(args)
+            .stdin(stdin)
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {}: {error}", self.binary.display()));
+        RunningHusk {
+            child,
+            stdout_path,
+            stderr_path,
+        }
+    }
+
+    fn next_file(&self, kind: &str) -> PathBuf {
+        let call = self.calls.get() + 1;
+        self.calls.set(call);
+        self.file(&format!("call-{call}.{kind}"))
+    }
+
+    /// `husk state ID`, parsed; fails the test when the call fails.
+    pub fn state(&self, id: &str) -> Value {
+        let run = self.run(&["state", id]);
+        serde_json::from_str(run.success())
+            .unwrap_or_else(|error| panic!("husk state printed no JSON ({error}):\n{}", run.stdout))
+    }
+
+    /// The status `husk state` reports.
+    pub fn status(&self, id: &str) -> String {
+        self.state(id)["status"]
+            .as_str()
+            .expect("state has a status")
+            .to_string()
+    }
+}
+
+impl Drop for Husk {
+    /// A test that failed halfway leaves containers running: delete
+    /// whatever is still in its root, so that no process or cgroup outlives
+    /// the test.
+    fn drop(&mut self) {
+        if !self.root().exists() {
+            return;
+        }
+        let Ok(listed) = self.command(&["list", "--quiet"]).output() else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&listed.stdout).lines() {
+            if let Ok(mut child) = self
+                .command(&["delete", "--force", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                wait_with_deadline(&mut child, CALL_TIMEOUT);
+            }
+        }
+    }
+}
+
+/// A file's text, empty when it does not exist.
+pub fn read_text(path: &Path) -> String {
+    match fs::read(path) {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Err(error) if error.kind() == ErrorKind::NotFound => String::new(),
+        Err(error) => panic!("read {}: {error}", path.display()),
+    }
+}
+
+/// Polls `condition` until it holds; fails the test naming `what` after
+/// `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not happen within {timeout:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits until the file holds `text` (a container's output).
+pub fn wait_for_output(path: &Path, text: &str) -> String {
+    let mut seen = String::new();
+    wait_until(
+        &format!("{text:?} in {}", path.display()),
+        CONTAINER_TIMEOUT,
+        || {
+            seen = read_text(path);
+            seen.contains(text)
+        },
+    );
+    seen
+}
+
+/// The pid in a pid file.
+pub fn read_pid_file(path: &Path) -> i32 {
+    let text = read_text(path);
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("{} holds {text:?}, not a pid", path.display()))
+}
+
+/// State and parent of a process (proc(5), /proc/<pid>/stat fields 3 and
+/// 4), None when there is no such process.
+pub fn process_state(pid: i32) -> Option<(char, i32)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = fields.next()?.chars().next()?;
+    let parent = fields.next()?.parse().ok()?;
+    Some((state, parent))
+}
+
+/// Whether `pid` runs (exists and is not a zombie).
+pub fn is_running(pid: i32) -> bool {
+    process_state(pid).is_some_and(|(state, _)| !matches!(state, 'Z' | 'X'))
+}
+
+/// Reaps `pid`, a child of this subreaper, within [`CONTAINER_TIMEOUT`]
+/// and returns its status as a shell shows it: the exit code, or 128 + N
+/// for signal N.
+pub fn reap(pid: i32) -> i32 {
+    let deadline = Instant::now() + CONTAINER_TIMEOUT;
+    loop {
+        let mut status = 0;
+        // SAFETY: `status` is a valid, writable int for the call.
+        let result = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+        assert!(
+            result >= 0,
+            "waitpid({pid}): {} (is the test process its subreaper?)",
+            std::io::Error::last_os_error()
+        );
+        if result == pid {
+            if libc::WIFEXITED(status) {
+                return libc::WEXITSTATUS(status);
+            }
+            if libc::WIFSIGNALED(status) {
+                return 128 + libc::WTERMSIG(status);
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} did not exit within {CONTAINER_TIMEOUT:?}"
+        );
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `signal` to `pid`.
+pub fn send_signal(pid: i32, signal: i32) {
+    // SAFETY: kill(2) takes two integers.
+    let result = unsafe { libc::kill(pid, signal) };
+    assert_eq!(
+        result,
+        0,
+        "kill({pid}, {signal}): {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// The cgroup mounts of this host: (mount point, filesystem type, super
+/// options), from /proc/self/mountinfo (proc(5)).
+fn cgroup_mounts() -> Vec<(PathBuf, String, String)> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("read /proc/self/mountinfo")
+        .lines()
+        .filter_map(|line| {
+            let (head, tail) = line.split_once(" - ")?;
+            let mut tail = tail.split_whitespace();
+            let fstype = tail.next()?;
+            let _source = tail.next()?;
+            let options = tail.next().unwrap_or_default();
+            let mount_point = head.split_whitespace().nth(4)?;
+            (fstype == "cgroup" || fstype == "cgroup2").then(|| {
+                (
+                    PathBuf::from(mount_point),
+                    fstype.to_string(),
+                    options.to_string(),
+                )
+            })
+        })
+        .collect()
+}
+
+/// The container's cgroup directories (default cgroupsPath, `/husk/<id>`)
+/// that exist, in every cgroup mount.
+pub fn container_cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    cgroup_mounts()
+        .into_iter()
+        .map(|(mount_point, _, _)| mount_point.join("husk").join(id))
+        .filter(|path| path.exists())
+        .collect()
+}
+
+/// A file of the container's cgroup: in the v1 hierarchy of
+/// `v1_controller` where there is one, else in the unified (v2) one.
+pub fn container_cgroup_file(
+    id: &str,
+    v1_controller: &str,
+    v1_file: &str,
+    v2_file: &str,
+) -> PathBuf {
+    let mounts = cgroup_mounts();
+    if let Some((mount_point, _, _)) = mounts.iter().find(|(_, fstype, options)| {
+        fstype == "cgroup" && options.split(',').any(|option| option == v1_controller)
+    }) {
+        return mount_point.join("husk").join(id).join(v1_file);
+    }
+    let (mount_point, _, _) = mounts
+        .iter()
+        .find(|(_, fstype, _)| fstype == "cgroup2")
+        .expect("a cgroup2 mount when the controller has no v1 hierarchy");
+    mount_point.join("husk").join(id).join(v2_file)
+}
+
+/// Accepts one connection on a console socket and returns the descriptor
+/// sent over it (runc's --console-socket protocol: one SCM_RIGHTS message,
+/// unix(7)), giving up when `husk` exits first or the time runs out.
+pub fn receive_console(listener: &UnixListener, husk: &mut RunningHusk) -> OwnedFd {
+    listener
+        .set_nonblocking(true)
+        .expect("make the console socket non-blocking");
+    let deadline = Instant::now() + CALL_TIMEOUT;
+    let connection = loop {
+        match listener.accept() {
+            Ok((connection, _)) => break connection,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => {
+                if let Some(status) = husk.child.try_wait().expect("poll husk") {
+                    panic!(
+                        "husk exited ({status}) without connecting to the console socket; \
+                         stderr:\n{}",
+                        read_text(&husk.stderr_path)
+                    );
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "husk never connected to the console socket"
+                );
+                thread::sleep(Duration::from_millis(10));
+            }
+            Err(error) => panic!("accept on the console socket: {error}"),
+        }
+    };
+    connection
+        .set_nonblocking(false)
+        .expect("make the console connection blocking");
+    receive_descriptor(connection.as_raw_fd())
+}
+
+/// recvmsg(2) of one message carrying one descriptor.
+fn receive_descriptor(socket: i32) -> OwnedFd {
+    let mut data = [0u8; 64];
+    let mut buffer = libc::iovec {
+        iov_base: data.as_mut_ptr().cast(),
+        iov_len: data.len(),
+    };
+    let descriptor_size = std::mem::size_of::<libc::c_int>() as libc::c_uint;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let control_size = unsafe { libc::CMSG_SPACE(descriptor_size) } as usize;
+    let mut control = vec![0u8; control_size];
+    // SAFETY: an all-zero msghdr is valid (no name, no buffers); the
+    // buffers are set below.
+    let mut header: libc::msghdr = unsafe { std::mem::zeroed() };
+    header.msg_iov = &mut buffer;
+    header.msg_iovlen = 1;
+    header.msg_control = control.as_mut_ptr().cast();
+    header.msg_controllen = control_size;
+    // SAFETY: `header` points at `buffer`/`data` and `control`, which are
+    // writable and outlive the call.
+    let received = unsafe { libc::recvmsg(socket, &mut header, libc::MSG_CMSG_CLOEXEC) };
+    assert!(
+        received >= 0,
+        "recvmsg on the console socket: {}",
+        std::io::Error::last_os_error()
+    );
+    // SAFETY: `header` was filled by the kernel; CMSG_FIRSTHDR returns null
+    // when no control message came.
+    let message = unsafe { libc::CMSG_FIRSTHDR(&header) };
+    assert!(
+        !message.is_null(),
+        "the console message carried no descriptor"
+    );
+    // SAFETY: `message` is a control message header inside `control`.
+    let (level, kind) = unsafe { ((*message).cmsg_level, (*message).cmsg_type) };
+    assert_eq!((level, kind), (libc::SOL_SOCKET, libc::SCM_RIGHTS));
+    // SAFETY: an SCM_RIGHTS message holds at least one descriptor at
+    // CMSG_DATA, possibly unaligned.
+    let fd = unsafe { std::ptr::read_unaligned(libc::CMSG_DATA(message).cast::<libc::c_int>()) };
+    // SAFETY: the kernel just installed `fd` in this process; nothing else
+    // owns it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Everything a pty master yields until its last slave descriptor closes
+/// (the read then fails with EIO, pty(7)).
+pub fn read_terminal(master: OwnedFd) -> String {
+    let mut output = Vec::new();
+    let _ = fs::File::from(master).read_to_end(&mut output);
+    String::from_utf8_lossy(&output).into_owned()
+}
