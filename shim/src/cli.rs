@@ -41,7 +41,8 @@ BACKEND SELECTION:
     3. \"backend\" in the configuration file /etc/husk/config.json, or the file
        named by the environment variable HUSK_CONFIG, e.g.
            {\"backend\": \"container\"}
-       (the file is optional; \"backend\" is its only key)
+       (the file is optional; its other keys, \"kernel\", \"initramfs\" and
+       \"vmm\", name what the vm backend boots)
     4. vm
   Every other command uses the backend the container was created with.";
 

@@ -7,8 +7,11 @@
 //!
 //! `backend` ("vm" or "container") is the backend `create` and `run` use
 //! when neither `--backend` nor the bundle's `run.husk.backend` annotation
-//! names one. Unknown keys are refused, so that a typo does not silently
-//! change nothing.
+//! names one. `kernel`, `initramfs` and `vmm` are the paths of the guest
+//! kernel (vmlinux), the guest initramfs and husk-vmm that the `vm` backend
+//! boots with (see `backend::vm::artifacts` for where it looks otherwise).
+//! Unknown keys are refused, so that a typo does not silently change
+//! nothing.
 
 use std::io::{self, ErrorKind};
 use std::path::{Path, PathBuf};
@@ -26,6 +29,15 @@ pub struct HuskConfig {
     /// The default backend for new containers.
     #[serde(default)]
     pub backend: Option<BackendKind>,
+    /// The guest kernel (vmlinux) of the `vm` backend.
+    #[serde(default)]
+    pub kernel: Option<PathBuf>,
+    /// The guest initramfs (holding husk-init) of the `vm` backend.
+    #[serde(default)]
+    pub initramfs: Option<PathBuf>,
+    /// The husk-vmm binary of the `vm` backend.
+    #[serde(default)]
+    pub vmm: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -36,7 +48,7 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
-    #[error("{}: not a valid husk configuration (expected {{\"backend\": \"vm\" or \"container\"}})", path.display())]
+    #[error("{}: not a valid husk configuration (expected {{\"backend\": \"vm\" or \"container\", \"kernel\": PATH, \"initramfs\": PATH, \"vmm\": PATH}}, each optional)", path.display())]
     Parse {
         path: PathBuf,
         #[source]
@@ -116,5 +128,25 @@ mod tests {
         assert!(load_from(&path, true).is_err());
         std::fs::write(&path, "\n").unwrap();
         assert_eq!(load_from(&path, true).unwrap(), HuskConfig::default());
+    }
+
+    #[test]
+    fn the_vm_backend_s_files_are_read() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("config.json");
+        std::fs::write(
+            &path,
+            r#"{"kernel": "/opt/husk/vmlinux", "initramfs": "/opt/husk/initramfs.cpio",
+                "vmm": "/opt/husk/husk-vmm"}"#,
+        )
+        .unwrap();
+        let config = load_from(&path, true).unwrap();
+        assert_eq!(config.backend, None);
+        assert_eq!(config.kernel, Some(PathBuf::from("/opt/husk/vmlinux")));
+        assert_eq!(
+            config.initramfs,
+            Some(PathBuf::from("/opt/husk/initramfs.cpio"))
+        );
+        assert_eq!(config.vmm, Some(PathBuf::from("/opt/husk/husk-vmm")));
     }
 }

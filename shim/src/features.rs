@@ -370,6 +370,6 @@ mod tests {
         assert!(document["annotations"]["run.husk.vm.shared-directories"]
             .as_str()
             .unwrap()
-            .contains("read-only"));
+            .contains("not supported yet"));
     }
 }

@@ -1,0 +1,428 @@
+//! The `husk` command line with the `vm` backend, end to end: busybox
+//! bundles run, created, started, signalled, exec'd into and deleted
+//! through the real binary, each container in its own VM, the way conmon
+//! and containerd's shim call runc (CLIENTS.md): stdout and stderr in files
+//! the container inherits, and the test process as the callers' child
+//! subreaper, which reaps husk-vmm and takes its status as the container's.
+//!
+//! Needs a KVM that boots guests (tests/run-all runs this inside the test
+//! host), root, busybox-static, e2fsprogs, the guest kernel, initramfs and
+//! husk-vmm (HUSK_KERNEL, HUSK_INITRAMFS, HUSK_VMM) and a built husk
+//! (HUSK_BIN, else target/release/husk).
+
+use std::cell::Cell;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use husk_tests::bundle::Bundle;
+use husk_tests::husk_cli::{
+    become_subreaper, is_running, process_state, read_pid_file, read_text, reap, wait_until,
+};
+use husk_tests::{
+    path_str, require_bootable_kvm, wait_with_deadline, Artifacts, Scratch, BOOT_TIMEOUT,
+};
+use serde_json::{json, Value};
+
+/// A husk call that boots a VM gets the guest's boot time and a minute
+/// more; one that hangs fails its test.
+const CALL_TIMEOUT: Duration = Duration::from_secs(BOOT_TIMEOUT.as_secs() + 60);
+
+/// How long a test waits for a container (and its VM) to act on its own.
+const CONTAINER_TIMEOUT: Duration = BOOT_TIMEOUT;
+
+/// The husk binary: `$HUSK_BIN`, else the release build.
+fn husk_binary() -> PathBuf {
+    let binary = std::env::var_os("HUSK_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap()
+                .join("target/release/husk")
+        });
+    assert!(
+        binary.is_file(),
+        "{} does not exist: run `cargo build --release` first (or set HUSK_BIN)",
+        binary.display()
+    );
+    binary
+}
+
+/// A container ID of this test alone.
+fn unique_id(name: &str) -> String {
+    format!("vm-{name}-{}", std::process::id())
+}
+
+/// A busybox bundle running `script`, given the test host's boot time.
+fn bundle_running(name: &str, script: &str) -> Bundle {
+    let mut bundle = Bundle::busybox(&format!("cli-vm-{name}"));
+    bundle.shell(script).set(
+        "/annotations",
+        json!({"run.husk.vm.boot-timeout": BOOT_TIMEOUT.as_secs().to_string()}),
+    );
+    bundle
+}
+
+/// What one husk call did.
+#[derive(Debug)]
+struct Call {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    stdout_path: PathBuf,
+}
+
+impl Call {
+    fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code,
+            Some(code),
+            "husk exited {:?}, not {code}\nstdout:\n{}\nstderr:\n{}",
+            self.code,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
+    fn success(&self) -> &str {
+        self.expect_code(0);
+        &self.stdout
+    }
+}
+
+/// A state root, a husk configuration naming the VM's artifacts, and the
+/// husk calls on them.
+struct VmHusk {
+    scratch: Scratch,
+    binary: PathBuf,
+    calls: Cell<u32>,
+}
+
+impl VmHusk {
+    fn new(name: &str) -> VmHusk {
+        require_bootable_kvm();
+        let artifacts = Artifacts::get();
+        become_subreaper();
+        let scratch = Scratch::new(&format!("cli-vm-{name}"));
+        let config = json!({
+            "kernel": artifacts.vmlinux,
+            "initramfs": artifacts.initramfs,
+            "vmm": artifacts.vmm,
+        });
+        fs::write(scratch.file("husk-config.json"), config.to_string())
+            .expect("write the husk configuration");
+        VmHusk {
+            scratch,
+            binary: husk_binary(),
+            calls: Cell::new(0),
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.scratch.file("root")
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.scratch.file(name)
+    }
+
+    /// `husk --root ROOT ARGS...` to its end, with `stdin` (a file's
+    /// contents, or /dev/null).
+    fn call_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Call {
+        let call = self.calls.get() + 1;
+        self.calls.set(call);
+        let stdout_path = self.file(&format!("call-{call}.stdout"));
+        let stderr_path = self.file(&format!("call-{call}.stderr"));
+        let stdin = match stdin {
+            Some(text) => {
+                let path = self.file(&format!("call-{call}.stdin"));
+                fs::write(&path, text).expect("write husk's stdin");
+                Stdio::from(fs::File::open(&path).expect("open husk's stdin"))
+            }
+            None => Stdio::null(),
+        };
+        let mut child = Command::new(&self.binary)
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("HUSK_CONFIG", self.file("husk-config.json"))
+            .stdin(stdin)
+            .stdout(fs::File::create(&stdout_path).expect("create husk's stdout file"))
+            .stderr(fs::File::create(&stderr_path).expect("create husk's stderr file"))
+            .spawn()
+            .unwrap_or_else(|error| panic!("start {}: {error}", self.binary.display()));
+        let status = wait_with_deadline(&mut child, CALL_TIMEOUT);
+        let call = Call {
+            code: status.and_then(|status| status.code()),
+            stdout: read_text(&stdout_path),
+            stderr: read_text(&stderr_path),
+            stdout_path,
+        };
+        assert!(
+            status.is_some(),
+            "husk {args:?} ran past {CALL_TIMEOUT:?} and was killed; stderr:\n{}",
+            call.stderr
+        );
+        call
+    }
+
+    fn call(&self, args: &[&str]) -> Call {
+        self.call_with_stdin(args, None)
+    }
+
+    fn state(&self, id: &str) -> Value {
+        let call = self.call(&["state", id]);
+        serde_json::from_str(call.success()).unwrap_or_else(|error| {
+            panic!("husk state printed no JSON ({error}):\n{}", call.stdout)
+        })
+    }
+
+    fn status(&self, id: &str) -> String {
+        self.state(id)["status"]
+            .as_str()
+            .expect("state has a status")
+            .to_string()
+    }
+
+    /// Fails the test unless nothing of container `id` is left: no state
+    /// directory, no image, no husk-vmm.
+    fn assert_nothing_left(&self, id: &str, image: Option<&Path>, vmm: Option<i32>) {
+        assert!(
+            !self.root().join(id).exists(),
+            "the state directory of {id} is still there"
+        );
+        if let Some(image) = image {
+            assert!(!image.exists(), "{} is still there", image.display());
+        }
+        if let Some(pid) = vmm {
+            assert!(!is_running(pid), "husk-vmm (pid {pid}) still runs");
+        }
+    }
+}
+
+/// Waits until `pid` (a child of this subreaper) has ended, and returns its
+/// status as a shell shows it.
+fn reap_within(pid: i32, timeout: Duration) -> i32 {
+    wait_until(&format!("process {pid} ends"), timeout, || !is_running(pid));
+    reap(pid)
+}
+
+#[test]
+fn run_relays_stdout_and_passes_the_exit_code_through() {
+    let husk = VmHusk::new("run");
+    let bundle = bundle_running("run", "echo hello; echo to-stderr >&2; exit 3");
+    let id = unique_id("run");
+    let call = husk.call(&[
+        "--backend",
+        "vm",
+        "run",
+        "--bundle",
+        path_str(&bundle.dir),
+        &id,
+    ]);
+    call.expect_code(3);
+    assert_eq!(call.stdout, "hello\n", "stderr:\n{}", call.stderr);
+    assert!(call.stderr.contains("to-stderr"), "{}", call.stderr);
+    husk.assert_nothing_left(&id, None, None);
+}
+
+#[test]
+fn create_start_kill_delete_goes_through_every_status_and_leaves_nothing() {
+    let husk = VmHusk::new("lifecycle");
+    let bundle = bundle_running(
+        "lifecycle",
+        "trap 'echo got-term; exit 7' TERM; echo ready; sleep 1000 & wait",
+    );
+    let id = unique_id("lifecycle");
+    let pid_file = husk.file("container.pid");
+    let create = husk.call(&[
+        "--backend",
+        "vm",
+        "create",
+        "--bundle",
+        path_str(&bundle.dir),
+        "--pid-file",
+        path_str(&pid_file),
+        &id,
+    ]);
+    create.success();
+    let pid = read_pid_file(&pid_file);
+    let state = husk.state(&id);
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"], pid);
+    assert_eq!(state["husk"]["backend"], "vm");
+    let timings = &state["husk"]["timingsMicros"];
+    for phase in [
+        "image_built",
+        "vmm_spawned",
+        "guest_ready",
+        "container_created",
+    ] {
+        assert!(timings[phase].is_u64(), "no {phase} in {timings}");
+    }
+    // The container's pid is husk-vmm's, and this subreaper is its parent,
+    // as conmon is.
+    let comm = fs::read_to_string(format!("/proc/{pid}/comm")).expect("husk-vmm runs");
+    assert_eq!(comm.trim(), "husk-vmm");
+    assert_eq!(
+        process_state(pid).map(|(_, parent)| parent),
+        Some(std::process::id() as i32)
+    );
+    let record: Value =
+        serde_json::from_str(&read_text(&husk.root().join(&id).join("state.json"))).unwrap();
+    let image = PathBuf::from(
+        record["husk"]["paths"]["rootfsImage"]
+            .as_str()
+            .expect("the record names the image"),
+    );
+    assert!(image.is_file(), "{}", image.display());
+
+    husk.call(&["start", &id]).success();
+    assert_eq!(husk.status(&id), "running");
+    // The container's stdout is create's.
+    wait_until("the container prints ready", CONTAINER_TIMEOUT, || {
+        read_text(&create.stdout_path).contains("ready")
+    });
+
+    husk.call(&["kill", &id, "TERM"]).success();
+    assert_eq!(reap_within(pid, CONTAINER_TIMEOUT), 7);
+    assert_eq!(husk.status(&id), "stopped");
+    assert!(read_text(&create.stdout_path).contains("got-term"));
+    let error = husk
+        .call(&["kill", &id, "KILL"])
+        .expect_code(1)
+        .stderr
+        .clone();
+    assert!(error.contains("container not running"), "{error}");
+
+    husk.call(&["delete", &id]).success();
+    husk.assert_nothing_left(&id, Some(&image), Some(pid));
+}
+
+#[test]
+fn exec_runs_in_the_container_with_args_stdin_and_detached() {
+    let husk = VmHusk::new("exec");
+    let bundle = bundle_running("exec", "echo ready; sleep 1000 & wait");
+    let id = unique_id("exec");
+    let pid_file = husk.file("container.pid");
+    husk.call(&[
+        "--backend",
+        "vm",
+        "run",
+        "--detach",
+        "--bundle",
+        path_str(&bundle.dir),
+        "--pid-file",
+        path_str(&pid_file),
+        &id,
+    ])
+    .success();
+    let pid = read_pid_file(&pid_file);
+
+    let call = husk.call(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo \"$0:$1:$2\"; echo to-stderr >&2; exit 5",
+        "zero",
+        "one",
+        "two three",
+    ]);
+    call.expect_code(5);
+    assert_eq!(call.stdout, "zero:one:two three\n");
+    assert!(call.stderr.contains("to-stderr"), "{}", call.stderr);
+
+    let call = husk.call_with_stdin(&["exec", &id, "cat"], Some("piped in\n"));
+    assert_eq!(call.success(), "piped in\n");
+
+    // --detach returns once the process runs; the pid in the pid file is
+    // a host process this subreaper reaps, with the process's status.
+    let exec_pid_file = husk.file("exec.pid");
+    husk.call(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        path_str(&exec_pid_file),
+        &id,
+        "sh",
+        "-c",
+        "sleep 1; echo detached > /dev/shm/marker; exit 6",
+    ])
+    .success();
+    let exec_pid = read_pid_file(&exec_pid_file);
+    assert_eq!(reap_within(exec_pid, CONTAINER_TIMEOUT), 6);
+    let call = husk.call(&["exec", &id, "cat", "/dev/shm/marker"]);
+    assert_eq!(call.success(), "detached\n");
+
+    // A program the container does not have: 127, as runc.
+    let call = husk.call(&["exec", &id, "/bin/no-such-program"]);
+    assert!(
+        call.expect_code(127).stderr.contains("no-such-program"),
+        "{}",
+        call.stderr
+    );
+
+    husk.call(&["delete", "--force", &id]).success();
+    assert_eq!(reap_within(pid, CONTAINER_TIMEOUT), 128 + libc::SIGKILL);
+    husk.assert_nothing_left(&id, None, Some(pid));
+}
+
+#[test]
+fn a_bind_mounted_host_file_arrives_and_a_directory_is_left_out_with_a_warning() {
+    let husk = VmHusk::new("files");
+    let hosts = husk.file("hosts");
+    let contents = "127.0.0.1 localhost\n10.1.2.3 from-the-host\n";
+    fs::write(&hosts, contents).unwrap();
+    let shared = husk.file("shared");
+    fs::create_dir_all(&shared).unwrap();
+    let mut bundle = bundle_running("files", "cat /etc/hosts; ls /data 2>/dev/null | wc -l");
+    let mut mounts = bundle.config["mounts"].as_array().unwrap().clone();
+    mounts.push(json!({"destination": "/etc/hosts", "type": "bind",
+                       "source": hosts, "options": ["rbind", "ro"]}));
+    mounts.push(json!({"destination": "/data", "type": "bind",
+                       "source": shared, "options": ["rbind"]}));
+    bundle.set("/mounts", Value::Array(mounts));
+    let id = unique_id("files");
+    let call = husk.call(&[
+        "--backend",
+        "vm",
+        "run",
+        "--bundle",
+        path_str(&bundle.dir),
+        &id,
+    ]);
+    assert_eq!(call.success(), format!("{contents}0\n"));
+    assert!(
+        call.stderr.contains(&format!(
+            "bind mount of {} on /data left out",
+            shared.display()
+        )),
+        "{}",
+        call.stderr
+    );
+    husk.assert_nothing_left(&id, None, None);
+}
+
+#[test]
+fn a_missing_program_exits_127_with_the_error_and_leaves_nothing() {
+    let husk = VmHusk::new("missing");
+    let mut bundle = bundle_running("missing", "true");
+    bundle.set("/process/args", json!(["/bin/nope"]));
+    let id = unique_id("missing");
+    let call = husk.call(&[
+        "--backend",
+        "vm",
+        "run",
+        "--bundle",
+        path_str(&bundle.dir),
+        &id,
+    ]);
+    let stderr = &call.expect_code(127).stderr;
+    assert!(stderr.contains("/bin/nope"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    husk.assert_nothing_left(&id, None, None);
+}
