@@ -15,6 +15,7 @@ use std::{fs, thread};
 
 pub mod bundle;
 pub mod checks;
+pub mod clients;
 pub mod husk_cli;
 pub mod vm;
 
