@@ -152,6 +152,29 @@ impl fmt::Debug for FileMount {
     }
 }
 
+/// A bind-mounted host directory, which reaches the guest as a read-only
+/// copy on a disk of its own: the host makes a filesystem image of the
+/// directory at create and attaches it read-only after the root filesystem
+/// disk. Writes are not shared with the host (and fail: the copy is
+/// read-only), and later changes on the host do not reach the container.
+///
+/// As with [`FileMount`], the spec keeps the bind mount at `destination`, so
+/// its place among the mounts and its options still apply; the guest mounts
+/// the disk read-only (MS_RDONLY, mount(2)) and uses that mount as the bind
+/// mount's source, adding `ro` to its options.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirectoryMount {
+    /// The `destination` of the mount in config.json that this directory is
+    /// the source of.
+    pub destination: String,
+    /// The disk's device node in the guest, e.g. `/dev/vdb` (disks are
+    /// named in the order husk-vmm attaches them; the root filesystem is
+    /// `/dev/vda`).
+    pub device: String,
+    /// The filesystem type given to mount(2), e.g. `ext4`.
+    pub fs_type: String,
+}
+
 /// Everything the guest needs to create the container (`husk create`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreateContainerRequest {
@@ -169,6 +192,11 @@ pub struct CreateContainerRequest {
     pub stdio: StdioSetup,
     /// Bind mount sources delivered by content (see [`FileMount`]).
     pub files: Vec<FileMount>,
+    /// Bind mount sources delivered as read-only disks (see
+    /// [`DirectoryMount`]). Absent from the requests of hosts older than
+    /// this field, which decode with none.
+    #[serde(default)]
+    pub directories: Vec<DirectoryMount>,
 }
 
 /// A further process to run in the running container (`husk exec`).
@@ -530,6 +558,18 @@ pub(crate) mod tests {
                     contents: b"127.0.0.1 localhost\n\0\xff".to_vec(),
                     mode: 0o644,
                 }],
+                directories: vec![
+                    DirectoryMount {
+                        destination: "/srv/data".to_string(),
+                        device: "/dev/vdb".to_string(),
+                        fs_type: "ext4".to_string(),
+                    },
+                    DirectoryMount {
+                        destination: "/var/lib/config".to_string(),
+                        device: "/dev/vdc".to_string(),
+                        fs_type: "ext4".to_string(),
+                    },
+                ],
             })),
             Request::Start,
             Request::Signal {
@@ -722,6 +762,42 @@ pub(crate) mod tests {
         assert_eq!(
             serde_json::to_value(&file).unwrap(),
             json!({"destination": "/etc/hostname", "contents": "d2ViCg==", "mode": 0o644})
+        );
+    }
+
+    #[test]
+    fn a_create_request_from_a_host_without_directories_decodes_with_none() {
+        let Request::CreateContainer(create) = &every_request()[0] else {
+            panic!("the first sample request is CreateContainer");
+        };
+        let mut older = serde_json::to_value(HostMessage {
+            id: 3,
+            request: Request::CreateContainer(create.clone()),
+        })
+        .unwrap();
+        older["request"]["create_container"]
+            .as_object_mut()
+            .unwrap()
+            .remove("directories")
+            .expect("the request carries its directories");
+        let decoded: HostMessage = serde_json::from_value(older).unwrap();
+        let Request::CreateContainer(decoded) = decoded.request else {
+            panic!("decoded as another request");
+        };
+        assert!(decoded.directories.is_empty());
+        assert_eq!(decoded.files, create.files);
+    }
+
+    #[test]
+    fn directory_mounts_have_stable_wire_names() {
+        let directory = DirectoryMount {
+            destination: "/data".to_string(),
+            device: "/dev/vdb".to_string(),
+            fs_type: "ext4".to_string(),
+        };
+        assert_eq!(
+            serde_json::to_value(&directory).unwrap(),
+            json!({"destination": "/data", "device": "/dev/vdb", "fs_type": "ext4"})
         );
     }
 

@@ -367,9 +367,16 @@ mod tests {
         assert_eq!(document["linux"]["seccomp"]["enabled"], true);
         assert_eq!(document["linux"]["apparmor"]["enabled"], false);
         assert_eq!(document["annotations"]["run.husk.backends"], "vm,container");
-        assert!(document["annotations"]["run.husk.vm.shared-directories"]
+        let shared_directories = document["annotations"]["run.husk.vm.shared-directories"]
             .as_str()
-            .unwrap()
-            .contains("not supported yet"));
+            .unwrap();
+        assert!(
+            shared_directories.contains("arrives as a read-only copy taken at create"),
+            "{shared_directories}"
+        );
+        assert!(
+            shared_directories.contains("at most 12 directories holding 1024 MiB"),
+            "{shared_directories}"
+        );
     }
 }

@@ -197,6 +197,7 @@ impl GuestSandbox {
             },
             stdio,
             files: Vec::new(),
+            directories: Vec::new(),
         })))
     }
 

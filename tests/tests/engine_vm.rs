@@ -5,7 +5,7 @@
 
 use husk_protocol::{ExecRequest, ExitStatus, ProcessRef, Request, Response};
 use husk_tests::bundle::Bundle;
-use husk_tests::checks::{self, Check};
+use husk_tests::checks::Check;
 use husk_tests::require_bootable_kvm;
 use husk_tests::vm::{run_bundle, stdio_for, GuestSandbox, VmContainerRun};
 use oci_spec::runtime::Process;
@@ -35,31 +35,10 @@ fn check(check: &Check) {
     }
 }
 
-macro_rules! vm_checks {
-    ($($test:ident => $check:ident,)*) => {
-        $(
-            #[test]
-            fn $test() {
-                check(&checks::$check);
-            }
-        )*
-    };
-}
-
-vm_checks! {
-    hostname_and_pid_1 => HOSTNAME_AND_PID_1,
-    uid_gid_and_groups => UID_GID_AND_GROUPS,
-    a_user_name_is_looked_up_in_the_container => USER_NAME_LOOKED_UP,
-    all_five_capability_sets => ALL_FIVE_CAPABILITY_SETS,
-    runc_default_capabilities_for_root => RUNC_DEFAULT_CAPABILITIES,
-    seccomp_denies_with_the_configured_errno => SECCOMP_ERRNO,
-    masked_paths_are_empty => MASKED_PATHS,
-    read_only_paths_and_root_cannot_be_written => READ_ONLY_PATHS_AND_ROOT,
-    rlimits_apply => RLIMITS,
-    env_cwd_umask_and_home => ENV_CWD_UMASK_AND_HOME,
-    pids_limit_stops_a_fork_loop => PIDS_LIMIT,
-    memory_limit_is_visible_and_enforced => MEMORY_LIMIT,
-    exit_status_passes_through => EXIT_STATUS,
+husk_tests::engine_check_tests! {
+    run with check;
+    // Refused creates: on the host, tests/engine_host.rs checks these with
+    // what they leave behind as well.
     missing_program_exits_127 => MISSING_PROGRAM,
     non_executable_program_exits_126 => NOT_EXECUTABLE,
     absent_user_name_is_named => ABSENT_USER_NAME,
@@ -208,6 +187,7 @@ fn sandbox_mode_relays_stdio_and_exits_with_the_containers_status() {
             stderr: true,
         },
         files: Vec::new(),
+        directories: Vec::new(),
     }));
     let created = agent.request(create).unwrap();
     assert!(matches!(created, Response::Created { .. }), "{created:?}");

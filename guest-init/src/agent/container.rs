@@ -1,5 +1,6 @@
 //! The one container a VM holds, as the agent sees it: its root filesystem
-//! disk, its bundle in the guest, its processes and their stdio.
+//! disk, the read-only disks of its bind-mounted host directories, its
+//! bundle in the guest, its processes and their stdio.
 //!
 //! Handlers follow one shape: check what was asked, then `do_<request>`.
 //! Every failure goes back as a GuestError naming the step.
@@ -10,12 +11,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use husk_init::engine::syscall::Syscall;
 use husk_init::engine::{self, cgroups, sys, EngineError, Stdio};
 use husk_protocol::{
-    messages, CreateContainerRequest, ExecRequest, FileMount, GuestError, GuestTimings, ProcessRef,
-    Request, Response, RootfsSource, StdioSetup, StreamKind,
+    messages, CreateContainerRequest, DirectoryMount, ExecRequest, FileMount, GuestError,
+    GuestTimings, ProcessRef, Request, Response, RootfsSource, StdioSetup, StreamKind,
 };
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{Mount, Spec};
 
 use super::reaper::REAP_LOCK;
 use super::streams::Streams;
@@ -27,6 +29,8 @@ const BUNDLES: &str = "/run/husk/containers";
 pub struct Sandbox {
     bundle: PathBuf,
     rootfs: PathBuf,
+    /// Where the directory disks are mounted, in the order they were.
+    directories: Vec<PathBuf>,
     container: engine::Container,
     /// Every process started, both ways round. Entries stay after the
     /// process ended, so that a late Wait still finds it.
@@ -144,24 +148,40 @@ impl Sandbox {
             fs::create_dir_all(directory)
                 .map_err(|e| failed(format!("create {}", directory.display()), e))?;
         }
+        let syscall = engine::syscall::LinuxSyscall;
+        let mut directories = Vec::new();
         let result = mount_rootfs(&request.rootfs, &rootfs)
-            .and_then(|()| Self::create_on_rootfs(request, streams, &bundle, timings));
-        if result.is_err() {
-            streams.forget(&ProcessRef::Init);
-            let _ = crate::sys::unmount(&rootfs.to_string_lossy());
-            let _ = fs::remove_dir_all(&bundle);
+            .and_then(|()| {
+                mount_directories(&syscall, &request.directories, &bundle, &mut directories)
+            })
+            .and_then(|()| {
+                Self::create_on_rootfs(request, streams, &bundle, &directories, timings)
+            });
+        match result {
+            Ok((mut sandbox, pid)) => {
+                sandbox.directories = directories;
+                Ok((sandbox, pid))
+            }
+            Err(error) => {
+                streams.forget(&ProcessRef::Init);
+                unmount_directories(&syscall, &directories);
+                let _ = crate::sys::unmount(&rootfs.to_string_lossy());
+                let _ = fs::remove_dir_all(&bundle);
+                Err(error)
+            }
         }
-        result
     }
 
     fn create_on_rootfs(
         request: CreateContainerRequest,
         streams: &Streams,
         bundle: &Path,
+        directory_mounts: &[PathBuf],
         mut timings: GuestTimings,
     ) -> Result<(Sandbox, i32), GuestError> {
         let mut spec = request.spec;
         place_files(&mut spec, &request.files, bundle)?;
+        place_directories(&mut spec, &request.directories, directory_mounts, bundle)?;
         // The engine reads the bundle as runc does: config.json beside the
         // root filesystem, whose path is relative to it.
         let mut root = spec.root().clone().unwrap_or_default();
@@ -194,6 +214,7 @@ impl Sandbox {
         let mut sandbox = Sandbox {
             bundle: bundle.to_owned(),
             rootfs: bundle.join("rootfs"),
+            directories: Vec::new(),
             container,
             pids: HashMap::new(),
             processes: HashMap::new(),
@@ -368,13 +389,15 @@ impl Sandbox {
     }
 
     /// Kills what still runs in the container, removes its cgroup, and
-    /// unmounts its disk so that its data is on the device.
+    /// unmounts its disks, the rootfs last, so that its data is on the
+    /// device.
     pub fn destroy(self) {
         if let Err(error) = self.container.destroy() {
             eprintln!("husk-init: {}", engine::error_chain(&error));
         }
         // The container's processes are gone; their mounts went with their
-        // mount namespace, so the disk is busy no more.
+        // mount namespace, so the disks are busy no more.
+        unmount_directories(&engine::syscall::LinuxSyscall, &self.directories);
         let rootfs = self.rootfs.to_string_lossy();
         if let Err(error) = crate::sys::unmount(&rootfs) {
             eprintln!("husk-init: unmount {rootfs}: {error}");
@@ -441,6 +464,108 @@ fn place_files(spec: &mut Spec, files: &[FileMount], bundle: &Path) -> Result<()
     Ok(())
 }
 
+/// Mounts each directory disk read-only at `<bundle>/dirs/N`, in order,
+/// adding each mount point to `mounted` as soon as it is mounted, so that a
+/// failure part way leaves the caller what to unmount. MS_RDONLY on the
+/// first mount of the filesystem makes the superblock read-only (mount(2)),
+/// so no later bind of it can write, whatever its options.
+fn mount_directories(
+    syscall: &dyn Syscall,
+    directories: &[DirectoryMount],
+    bundle: &Path,
+    mounted: &mut Vec<PathBuf>,
+) -> Result<(), GuestError> {
+    for (number, directory) in directories.iter().enumerate() {
+        let target = bundle.join("dirs").join(number.to_string());
+        fs::create_dir_all(&target)
+            .map_err(|e| failed(format!("create {}", target.display()), e))?;
+        syscall
+            .mount(
+                Some(Path::new(&directory.device)),
+                &target,
+                Some(&directory.fs_type),
+                libc::MS_RDONLY,
+                None,
+            )
+            .map_err(|e| {
+                failed(
+                    format!(
+                        "mount {} ({}), the copy of the host directory for {}, on {}",
+                        directory.device,
+                        directory.fs_type,
+                        directory.destination,
+                        target.display()
+                    ),
+                    e,
+                )
+            })?;
+        mounted.push(target);
+    }
+    Ok(())
+}
+
+/// Unmounts the directory disks, last first. MNT_DETACH (umount2(2)): after
+/// a failed create a container process may still be on its way out with
+/// the mounts in its namespace; the disk is let go once it has.
+fn unmount_directories(syscall: &dyn Syscall, mounted: &[PathBuf]) {
+    for target in mounted.iter().rev() {
+        if let Err(error) = syscall.umount2(target, libc::MNT_DETACH) {
+            eprintln!("husk-init: unmount {}: {error}", target.display());
+        }
+    }
+}
+
+/// Points the bind mount for each directory's destination at the mount of
+/// its disk (`mount_points`, in the same order), so the mount keeps its
+/// place and options; `ro` is added (and `rw` taken out), so the
+/// container's view says read-only as well. A mount whose source is already
+/// under the bundle (a file `place_files` wrote for the same destination,
+/// or an earlier directory's disk) is passed over.
+fn place_directories(
+    spec: &mut Spec,
+    directories: &[DirectoryMount],
+    mount_points: &[PathBuf],
+    bundle: &Path,
+) -> Result<(), GuestError> {
+    if directories.is_empty() {
+        return Ok(());
+    }
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for (directory, mount_point) in directories.iter().zip(mount_points) {
+        let mount = mounts
+            .iter_mut()
+            .find(|mount| {
+                mount.destination() == Path::new(&directory.destination)
+                    && !has_guest_source(mount, bundle)
+            })
+            .ok_or_else(|| {
+                failed(
+                    "place directories",
+                    format!("no mount has the destination {}", directory.destination),
+                )
+            })?;
+        mount.set_source(Some(mount_point.clone()));
+        let mut options: Vec<String> = mount
+            .options()
+            .iter()
+            .flatten()
+            .filter(|option| *option != "rw" && *option != "ro")
+            .cloned()
+            .collect();
+        options.push("ro".to_string());
+        mount.set_options(Some(options));
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(())
+}
+
+fn has_guest_source(mount: &Mount, bundle: &Path) -> bool {
+    mount
+        .source()
+        .as_ref()
+        .is_some_and(|source| source.starts_with(bundle))
+}
+
 fn container_stats(stats: cgroups::CgroupStats) -> messages::ContainerStats {
     let cpu = stats.cpu.unwrap_or_default();
     let memory = stats.memory.unwrap_or_default();
@@ -478,5 +603,216 @@ fn container_stats(stats: cgroups::CgroupStats) -> messages::ContainerStats {
                 write_ops: device.write_ios,
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use husk_init::engine::syscall::{Call, RecordingSyscall};
+    use oci_spec::runtime::MountBuilder;
+
+    use super::*;
+
+    /// A directory of this test alone under the system temp dir, removed
+    /// on drop.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let path =
+                std::env::temp_dir().join(format!("husk-init-agent-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&path);
+            fs::create_dir_all(&path).unwrap();
+            Scratch(path)
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn directory(destination: &str, device: &str) -> DirectoryMount {
+        DirectoryMount {
+            destination: destination.to_string(),
+            device: device.to_string(),
+            fs_type: "ext4".to_string(),
+        }
+    }
+
+    fn bind(destination: &str, source: &str, options: &[&str]) -> Mount {
+        MountBuilder::default()
+            .destination(destination)
+            .typ("bind")
+            .source(source)
+            .options(options.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn each_directory_disk_is_mounted_read_only_under_the_bundle_in_order() {
+        let scratch = Scratch::new("mount-directories");
+        let syscall = RecordingSyscall::new();
+        let mut mounted = Vec::new();
+        mount_directories(
+            &syscall,
+            &[
+                directory("/data", "/dev/vdb"),
+                directory("/etc/app", "/dev/vdc"),
+            ],
+            &scratch.0,
+            &mut mounted,
+        )
+        .unwrap();
+        let targets = [scratch.0.join("dirs/0"), scratch.0.join("dirs/1")];
+        assert_eq!(mounted, targets);
+        assert!(targets.iter().all(|target| target.is_dir()));
+        assert_eq!(
+            syscall.calls(),
+            [
+                Call::Mount {
+                    source: Some(PathBuf::from("/dev/vdb")),
+                    target: targets[0].clone(),
+                    fstype: Some("ext4".to_string()),
+                    flags: libc::MS_RDONLY,
+                    data: None,
+                },
+                Call::Mount {
+                    source: Some(PathBuf::from("/dev/vdc")),
+                    target: targets[1].clone(),
+                    fstype: Some("ext4".to_string()),
+                    flags: libc::MS_RDONLY,
+                    data: None,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_failed_directory_mount_names_it_and_what_was_mounted_is_unmounted_last_first() {
+        let scratch = Scratch::new("mount-fails");
+        let third_disk = |call: &Call| {
+            matches!(call, Call::Mount { source: Some(source), .. }
+                     if source == Path::new("/dev/vdd"))
+        };
+        let syscall = RecordingSyscall::new().failing(third_disk, libc::ENXIO);
+        let mut mounted = Vec::new();
+        let error = mount_directories(
+            &syscall,
+            &[
+                directory("/a", "/dev/vdb"),
+                directory("/b", "/dev/vdc"),
+                directory("/c", "/dev/vdd"),
+            ],
+            &scratch.0,
+            &mut mounted,
+        )
+        .unwrap_err();
+        assert_eq!(
+            error.step,
+            format!(
+                "mount /dev/vdd (ext4), the copy of the host directory for /c, on {}",
+                scratch.0.join("dirs/2").display()
+            )
+        );
+        assert_eq!(mounted.len(), 2, "the two disks mounted before the failure");
+
+        let syscall = RecordingSyscall::new();
+        unmount_directories(&syscall, &mounted);
+        assert_eq!(
+            syscall.calls(),
+            [
+                Call::Umount2 {
+                    target: scratch.0.join("dirs/1"),
+                    flags: libc::MNT_DETACH,
+                },
+                Call::Umount2 {
+                    target: scratch.0.join("dirs/0"),
+                    flags: libc::MNT_DETACH,
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_directory_s_bind_mount_keeps_its_place_and_options_and_becomes_read_only() {
+        let bundle = Path::new("/run/husk/containers/web");
+        let mut spec = Spec::default();
+        spec.set_mounts(Some(vec![
+            MountBuilder::default()
+                .destination("/proc")
+                .typ("proc")
+                .source("proc")
+                .build()
+                .unwrap(),
+            // A file placed at the same destination comes first and stays.
+            bind("/data", "/run/husk/containers/web/files/0", &["rbind"]),
+            bind("/data", "/srv/data", &["rbind", "rw", "nosuid"]),
+            bind("/etc/app", "/srv/app-config", &["bind", "ro"]),
+        ]));
+        let mount_points = [bundle.join("dirs/0"), bundle.join("dirs/1")];
+        place_directories(
+            &mut spec,
+            &[
+                directory("/data", "/dev/vdb"),
+                directory("/etc/app", "/dev/vdc"),
+            ],
+            &mount_points,
+            bundle,
+        )
+        .unwrap();
+        let mounts = spec.mounts().clone().unwrap();
+        let summary: Vec<(String, String, Vec<String>)> = mounts
+            .iter()
+            .map(|mount| {
+                (
+                    mount.destination().display().to_string(),
+                    mount
+                        .source()
+                        .as_ref()
+                        .map(|source| source.display().to_string())
+                        .unwrap_or_default(),
+                    mount.options().clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let strings = |items: &[&str]| items.iter().map(ToString::to_string).collect::<Vec<_>>();
+        assert_eq!(
+            summary,
+            [
+                ("/proc".to_string(), "proc".to_string(), Vec::new()),
+                (
+                    "/data".to_string(),
+                    "/run/husk/containers/web/files/0".to_string(),
+                    strings(&["rbind"])
+                ),
+                (
+                    "/data".to_string(),
+                    "/run/husk/containers/web/dirs/0".to_string(),
+                    strings(&["rbind", "nosuid", "ro"])
+                ),
+                (
+                    "/etc/app".to_string(),
+                    "/run/husk/containers/web/dirs/1".to_string(),
+                    strings(&["bind", "ro"])
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_directory_without_its_mount_is_refused() {
+        let mut spec = Spec::default();
+        spec.set_mounts(Some(vec![bind("/data", "/srv/data", &["rbind"])]));
+        let error = place_directories(
+            &mut spec,
+            &[directory("/elsewhere", "/dev/vdb")],
+            &[PathBuf::from("/run/husk/containers/web/dirs/0")],
+            Path::new("/run/husk/containers/web"),
+        )
+        .unwrap_err();
+        assert_eq!(error.message, "no mount has the destination /elsewhere");
     }
 }

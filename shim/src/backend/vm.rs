@@ -12,22 +12,25 @@
 //! socket; a host process relays it and exits with their status.
 //!
 //! What differs from runc, on purpose or for now:
-//! - bind-mounted host directories are not shared with the VM yet: such
-//!   mounts are left out with a warning (bind-mounted files are copied in);
+//! - bind-mounted host directories are not shared with the VM yet: each
+//!   arrives as a read-only copy taken at create, with a warning (see
+//!   `directories`); bind-mounted files are copied in;
 //! - the container has loopback networking only;
 //! - `ps` lists pids inside the VM;
 //! - writes to the root filesystem stay in the image and go at `delete`;
 //! - `--preserve-fds` cannot pass descriptors into a VM and is refused.
 //!
 //! Startup timings recorded (µs after the husk command started):
-//! `image_built`, `vmm_spawned`, `guest_ready` (the agent socket answered),
-//! `container_created`; and the guest's own phases, `guest_kernel_entry`,
-//! `guest_init_start` and `guest_container_created`, placed on the CLI's
-//! clock by taking `guest_ready` as the moment husk-init was ready (an
-//! estimate, late by at most the time husk-vmm needs to open its socket).
+//! `image_built` (the rootfs and the directory copies), `vmm_spawned`,
+//! `guest_ready` (the agent socket answered), `container_created`; and the
+//! guest's own phases, `guest_kernel_entry`, `guest_init_start` and
+//! `guest_container_created`, placed on the CLI's clock by taking
+//! `guest_ready` as the moment husk-init was ready (an estimate, late by at
+//! most the time husk-vmm needs to open its socket).
 
 mod agent;
 pub mod artifacts;
+mod directories;
 mod exec;
 mod guest_spec;
 mod host_hooks;
@@ -58,6 +61,7 @@ use oci_spec::runtime::{ContainerState, LinuxResources};
 
 use self::agent::{AgentClient, AgentError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use self::artifacts::{ArtifactError, Surroundings};
+use self::directories::{DirectoryError, PlannedDirectory};
 use self::exec::{new_exec_id, open_exec_stdio, ExecRun};
 use self::guest_spec::GuestSpecError;
 use self::image::ImageError;
@@ -100,6 +104,8 @@ pub enum VmError {
     Layout(#[source] LayoutError),
     #[error("build the root filesystem image")]
     Image(#[source] ImageError),
+    #[error("copy the bind-mounted host directories into the VM")]
+    Directories(#[source] DirectoryError),
     #[error("save the host hooks to {}", path.display())]
     SaveHooks {
         path: PathBuf,
@@ -264,6 +270,18 @@ impl VmBackend {
         let mut timings = BTreeMap::new();
 
         image::build(&context.bundle.rootfs, &files.image).map_err(VmError::Image)?;
+        let directory_disks =
+            directories::build(&plan.directories, &files).map_err(VmError::Directories)?;
+        for (planned, disk) in plan.directories.iter().zip(&directory_disks) {
+            logging::warning(format!(
+                "container {id}: {}",
+                directories::copy_warning(&planned.directory, &disk.mount.device)
+            ));
+        }
+        let directory_images: Vec<PathBuf> = directory_disks
+            .iter()
+            .map(|disk| disk.image.clone())
+            .collect();
         timings.insert("image_built".to_string(), context.micros_since_cli_start());
         host_hooks::save(&files.hooks, &plan.guest.host_hooks).map_err(|source| {
             VmError::SaveHooks {
@@ -285,7 +303,13 @@ impl VmBackend {
         }
         let cgroup_path = cgroup.relative_path().to_path_buf();
         let cgroup = &*undo.cgroup.insert(cgroup);
-        let command = vmm::command(&plan.artifacts, &files, plan.size, &stdio);
+        let command = vmm::command(
+            &plan.artifacts,
+            &files,
+            &directory_images,
+            plan.size,
+            &stdio,
+        );
         logging::debug(format!("container {id}: {command:?}"));
         let pid = vmm::spawn(command, Some(cgroup), &files.vmm_log).map_err(VmError::Spawn)?;
         undo.vmm = Some(pid);
@@ -295,7 +319,15 @@ impl VmBackend {
         let guest_ready = context.micros_since_cli_start();
         timings.insert("guest_ready".to_string(), guest_ready);
 
-        let create = create_request(context, plan.guest.spec, plan.guest.files, plan.terminal);
+        let create = create_request(
+            context,
+            plan.guest.spec,
+            GuestSources {
+                files: plan.guest.files,
+                directories: directory_disks.into_iter().map(|disk| disk.mount).collect(),
+            },
+            plan.terminal,
+        );
         agent
             .expect(
                 create,
@@ -579,6 +611,8 @@ struct VmPlan {
     terminal: bool,
     artifacts: artifacts::Artifacts,
     guest: guest_spec::GuestSpec,
+    /// The bind-mounted host directories, measured and within the limits.
+    directories: Vec<PlannedDirectory>,
     size: sizing::GuestSize,
     boot_timeout: Duration,
     cgroups_path: Option<String>,
@@ -616,6 +650,8 @@ impl VmPlan {
         for dropped in &guest.dropped {
             logging::warning(format!("container {id}: {dropped}"));
         }
+        let directories = directories::plan(&guest.directories, &bundle.config_path)
+            .map_err(VmError::Directories)?;
         let annotations = bundle.spec.annotations().as_ref();
         let linux = bundle.spec.linux().as_ref();
         let size = sizing::guest_size(
@@ -633,6 +669,7 @@ impl VmPlan {
             terminal,
             artifacts,
             guest,
+            directories,
             size,
             boot_timeout: sizing::boot_timeout(annotations, &bundle.config_path)
                 .map_err(VmError::Sizing)?,
@@ -669,13 +706,20 @@ fn wait_for_guest(
     .map_err(|error| VmError::Boot(with_logs(error, files)))
 }
 
-/// The CreateContainer request: the guest's spec, the files it gets by
-/// content, the rootfs image as /dev/vda (the first disk husk-vmm
-/// attaches), and stdio as husk-vmm relays it.
+/// The bind mount sources the guest gets from the host: files by content,
+/// directories as read-only disks.
+struct GuestSources {
+    files: Vec<husk_protocol::FileMount>,
+    directories: Vec<husk_protocol::DirectoryMount>,
+}
+
+/// The CreateContainer request: the guest's spec, the bind mount sources
+/// it gets from the host, the rootfs image as /dev/vda (the first disk
+/// husk-vmm attaches), and stdio as husk-vmm relays it.
 fn create_request(
     context: &CreateContext<'_>,
     spec: oci_spec::runtime::Spec,
-    files: Vec<husk_protocol::FileMount>,
+    sources: GuestSources,
     terminal: bool,
 ) -> Request {
     Request::CreateContainer(Box::new(CreateContainerRequest {
@@ -699,7 +743,8 @@ fn create_request(
                 stderr: true,
             }
         },
-        files,
+        files: sources.files,
+        directories: sources.directories,
     }))
 }
 
@@ -1129,9 +1174,14 @@ impl Backend for VmBackend {
             ),
             (
                 "run.husk.vm.shared-directories".to_string(),
-                "not supported yet: bind-mounted host directories are left out with a \
-                 warning; bind-mounted regular files are copied into the VM at create"
-                    .to_string(),
+                format!(
+                    "not shared yet: each bind-mounted host directory arrives as a read-only \
+                     copy taken at create (a disk of the VM, with a warning in the log; writes \
+                     fail and are not shared), at most {} directories holding {} MiB in all; \
+                     bind-mounted regular files are copied into the VM at create",
+                    directories::MAX_DIRECTORIES,
+                    directories::MAX_DIRECTORY_BYTES >> 20
+                ),
             ),
             (
                 "run.husk.vm.network".to_string(),

@@ -8,8 +8,10 @@
 //!     request as a [`FileMount`]; the mount stays in the spec, so its
 //!     place and options still apply. The file is copied at create: later
 //!     changes on the host do not reach the container.
-//!   - a directory: the guest cannot see host directories yet (no shared
-//!     filesystem), so the mount is dropped and a warning names it.
+//!   - a directory: there is no shared filesystem yet, so it becomes a
+//!     [`HostDirectory`], which `create` copies into a read-only disk of
+//!     the VM (see the `directories` module); the mount stays in the spec,
+//!     as for a file. At most [`MAX_DIRECTORIES`] of them.
 //!   - a device node that every guest has (/dev/null, /dev/zero, ...):
 //!     kept, the guest binds its own.
 //!   - any other device, a socket or a FIFO: dropped with a warning.
@@ -31,6 +33,7 @@ use husk_init::engine::Bundle;
 use husk_protocol::FileMount;
 use oci_spec::runtime::{Hooks, LinuxNamespaceType, Mount, Spec};
 
+use super::directories::MAX_DIRECTORIES;
 use super::host_hooks::HostHooks;
 
 /// The most bytes of bind-mounted files one container may get: they travel
@@ -88,6 +91,17 @@ pub enum GuestSpecError {
         total: u64,
     },
     #[error(
+        "{}: mounts[{index}] (destination {destination}): more than {MAX_DIRECTORIES} \
+         bind-mounted host directories; the vm backend gives each a disk of the VM and takes at \
+         most {MAX_DIRECTORIES} (bind fewer, or a common parent, or use the container backend)",
+        config.display()
+    )]
+    TooManyDirectories {
+        config: PathBuf,
+        index: usize,
+        destination: String,
+    },
+    #[error(
         "{}: linux.namespaces[{index}]: the {kind} namespace {} is the host's; a container in a \
          VM cannot join it (leave out \"path\" for a new one)",
         config.display(),
@@ -104,7 +118,6 @@ pub enum GuestSpecError {
 /// Why a mount does not reach the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DropReason {
-    Directory,
     Device,
     Socket,
     Fifo,
@@ -135,10 +148,6 @@ impl fmt::Display for Dropped {
                 reason,
             } => {
                 let what = match reason {
-                    DropReason::Directory => {
-                        "is a host directory, and the vm backend does not share directories \
-                         with the VM yet"
-                    }
                     DropReason::Device => "is a host device the VM does not have",
                     DropReason::Socket => "is a host socket, which cannot reach the VM",
                     DropReason::Fifo => "is a host FIFO, which cannot reach the VM",
@@ -159,11 +168,25 @@ impl fmt::Display for Dropped {
     }
 }
 
+/// A bind mount whose source is a host directory, which reaches the guest
+/// as a read-only copy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostDirectory {
+    /// Its place in config.json's `mounts`.
+    pub index: usize,
+    pub destination: String,
+    /// The directory on the host (a relative source made absolute against
+    /// the bundle).
+    pub source: PathBuf,
+}
+
 /// What `create` sends to the guest and keeps for the host.
 #[derive(Debug, Clone)]
 pub struct GuestSpec {
     pub spec: Spec,
     pub files: Vec<FileMount>,
+    /// In the order of their mounts.
+    pub directories: Vec<HostDirectory>,
     pub dropped: Vec<Dropped>,
     pub host_hooks: HostHooks,
 }
@@ -172,6 +195,7 @@ pub struct GuestSpec {
 pub fn prepare(bundle: &Bundle) -> Result<GuestSpec, GuestSpecError> {
     let mut spec = bundle.spec.clone();
     let mut files = Vec::new();
+    let mut directories = Vec::new();
     let mut dropped = Vec::new();
     let mut file_bytes = 0u64;
     let mut kept_mounts = Vec::new();
@@ -184,6 +208,7 @@ pub fn prepare(bundle: &Bundle) -> Result<GuestSpec, GuestSpecError> {
     {
         match plan_mount(&mount, &bundle.path, &bundle.config_path, index)? {
             MountPlan::Keep => kept_mounts.push(mount),
+            MountPlan::SharedMemory => kept_mounts.push(shared_memory_tmpfs()),
             MountPlan::Deliver { source_path } => {
                 let destination = mount.destination().to_string_lossy().into_owned();
                 let read_error = |source| GuestSpecError::ReadSource {
@@ -211,6 +236,22 @@ pub fn prepare(bundle: &Bundle) -> Result<GuestSpec, GuestSpecError> {
                 });
                 kept_mounts.push(mount);
             }
+            MountPlan::Copy { source_path } => {
+                let destination = mount.destination().to_string_lossy().into_owned();
+                if directories.len() == MAX_DIRECTORIES {
+                    return Err(GuestSpecError::TooManyDirectories {
+                        config: bundle.config_path.clone(),
+                        index,
+                        destination,
+                    });
+                }
+                directories.push(HostDirectory {
+                    index,
+                    destination,
+                    source: source_path,
+                });
+                kept_mounts.push(mount);
+            }
             MountPlan::Drop {
                 source_path,
                 reason,
@@ -230,6 +271,7 @@ pub fn prepare(bundle: &Bundle) -> Result<GuestSpec, GuestSpecError> {
     Ok(GuestSpec {
         spec,
         files,
+        directories,
         dropped,
         host_hooks,
     })
@@ -237,13 +279,35 @@ pub fn prepare(bundle: &Bundle) -> Result<GuestSpec, GuestSpecError> {
 
 enum MountPlan {
     Keep,
+    /// The container's /dev/shm bound from a host directory (docker and
+    /// containerd's CRI do this, one directory per container): shared
+    /// memory is per container anyway, so the guest gets a tmpfs there,
+    /// writable as the container expects, rather than a read-only copy.
+    SharedMemory,
     Deliver {
+        source_path: PathBuf,
+    },
+    Copy {
         source_path: PathBuf,
     },
     Drop {
         source_path: PathBuf,
         reason: DropReason,
     },
+}
+
+/// A tmpfs for /dev/shm with docker's defaults (64 MiB).
+fn shared_memory_tmpfs() -> Mount {
+    let mut mount = Mount::default();
+    mount.set_destination(PathBuf::from("/dev/shm"));
+    mount.set_typ(Some("tmpfs".to_string()));
+    mount.set_source(Some(PathBuf::from("shm")));
+    mount.set_options(Some(
+        ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]
+            .map(String::from)
+            .to_vec(),
+    ));
+    mount
 }
 
 /// Whether a mount is a bind mount: config.md says a bind or rbind option
@@ -303,8 +367,12 @@ fn plan_mount(
         Ok(MountPlan::Deliver {
             source_path: source_path.clone(),
         })
+    } else if file_type.is_dir() && mount.destination() == Path::new("/dev/shm") {
+        Ok(MountPlan::SharedMemory)
     } else if file_type.is_dir() {
-        drop(DropReason::Directory)
+        Ok(MountPlan::Copy {
+            source_path: source_path.clone(),
+        })
     } else if file_type.is_char_device() || file_type.is_block_device() {
         if GUEST_DEVICES
             .iter()
@@ -424,7 +492,7 @@ mod tests {
     }
 
     #[test]
-    fn bind_mounted_files_travel_directories_and_sockets_are_dropped() {
+    fn bind_mounted_files_travel_directories_are_copied_and_sockets_are_dropped() {
         let test = TestBundle::new();
         fs::write(test.path("hosts"), "127.0.0.1 localhost\n10.0.0.7 db\n").unwrap();
         fs::set_permissions(test.path("hosts"), fs::Permissions::from_mode(0o640)).unwrap();
@@ -450,15 +518,25 @@ mod tests {
             json!([]),
         );
         let guest = prepare(&bundle).unwrap();
+        // The directory's mount stays in place, like the files'.
         assert_eq!(
             destinations(&guest.spec),
             [
                 "/proc",
                 "/etc/hosts",
+                "/data",
                 "/etc/resolv.conf",
                 "/dev/kmsg-like",
                 "/tmp"
             ]
+        );
+        assert_eq!(
+            guest.directories,
+            [HostDirectory {
+                index: 2,
+                destination: "/data".to_string(),
+                source: test.path("data"),
+            }]
         );
         assert_eq!(
             guest.files,
@@ -482,17 +560,80 @@ mod tests {
             ["rbind".to_string(), "ro".to_string()]
         );
         let warnings: Vec<String> = guest.dropped.iter().map(ToString::to_string).collect();
-        assert_eq!(warnings.len(), 2, "{warnings:?}");
-        assert!(
-            warnings[0].starts_with(&format!(
-                "mounts[2]: bind mount of {} on /data left out: the source is a host directory",
-                test.path("data").display()
-            )),
-            "{warnings:?}"
+        assert_eq!(
+            warnings,
+            [format!(
+                "mounts[3]: bind mount of {} on /run/api.sock left out: the source is a host \
+                 socket, which cannot reach the VM",
+                test.path("api.sock").display()
+            )]
         );
+    }
+
+    #[test]
+    fn a_host_directory_bound_on_dev_shm_becomes_a_tmpfs_in_the_guest() {
+        let test = TestBundle::new();
+        fs::create_dir(test.path("shm")).unwrap();
+        let bundle = test.load(
+            json!([{"destination": "/dev/shm", "type": "bind", "source": test.path("shm"),
+                    "options": ["rbind", "rw"]}]),
+            json!({}),
+            json!([]),
+        );
+        let guest = prepare(&bundle).unwrap();
+        assert!(guest.directories.is_empty(), "no read-only copy of it");
+        let shm = guest.spec.mounts().as_ref().unwrap()[0].clone();
+        assert_eq!(shm.destination(), Path::new("/dev/shm"));
+        assert_eq!(shm.typ().as_deref(), Some("tmpfs"));
+        assert!(shm
+            .options()
+            .as_ref()
+            .unwrap()
+            .contains(&"mode=1777".to_string()));
+    }
+
+    #[test]
+    fn a_relative_directory_source_is_the_bundle_s() {
+        let test = TestBundle::new();
+        fs::create_dir(test.path("bundle/shared")).unwrap();
+        let bundle = test.load(
+            json!([{"destination": "/shared", "source": "shared", "options": ["rbind", "ro"]}]),
+            json!({}),
+            json!([]),
+        );
+        let guest = prepare(&bundle).unwrap();
+        assert_eq!(guest.directories.len(), 1);
+        assert_eq!(guest.directories[0].source, test.path("bundle/shared"));
+        assert_eq!(destinations(&guest.spec), ["/shared"]);
+    }
+
+    #[test]
+    fn more_directories_than_the_vm_has_disks_for_are_refused_naming_the_first_too_many() {
+        let test = TestBundle::new();
+        fs::create_dir(test.path("shared")).unwrap();
+        let mount = |number: usize| {
+            json!({"destination": format!("/d{number}"), "type": "bind",
+                   "source": test.path("shared"), "options": ["rbind"]})
+        };
+        // A tmpfs first: the error names the place in config.json.
+        let mut mounts = vec![json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"})];
+        mounts.extend((0..MAX_DIRECTORIES).map(mount));
+        let bundle = test.load(Value::Array(mounts.clone()), json!({}), json!([]));
+        assert_eq!(
+            prepare(&bundle).unwrap().directories.len(),
+            MAX_DIRECTORIES,
+            "{MAX_DIRECTORIES} directories are allowed"
+        );
+        mounts.push(mount(MAX_DIRECTORIES));
+        let bundle = test.load(Value::Array(mounts), json!({}), json!([]));
+        let error = prepare(&bundle).unwrap_err().to_string();
         assert!(
-            warnings[1].contains("/run/api.sock left out: the source is a host socket"),
-            "{warnings:?}"
+            error.ends_with(
+                "config.json: mounts[13] (destination /d12): more than 12 bind-mounted host \
+                 directories; the vm backend gives each a disk of the VM and takes at most 12 \
+                 (bind fewer, or a common parent, or use the container backend)"
+            ),
+            "{error}"
         );
     }
 

@@ -4,6 +4,8 @@
 //!
 //! ```text
 //! rootfs.ext4     the root filesystem image (/dev/vda in the guest)
+//! directory-N.ext4  the read-only copy of the N-th bind-mounted host
+//!                 directory, from 0 (/dev/vdb, /dev/vdc, ... in the guest)
 //! hooks.json      the hooks the CLI runs on the host (poststart, poststop)
 //! vmm.log         husk-vmm's own messages (its stdio is the container's)
 //! console.log     the guest's serial console
@@ -30,6 +32,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use husk_protocol::ports::CONTROL_PORT;
 
+use super::directories::MAX_DIRECTORIES;
 use crate::state::{BackendPaths, ContainerRecord};
 
 /// Where sockets go when the state directory's path is too long for them.
@@ -106,6 +109,12 @@ impl VmFiles {
             console_socket: sockets.join(CONSOLE_SOCKET),
             socket_dir,
         })
+    }
+
+    /// The image of the `number`-th bind-mounted host directory (from 0).
+    /// Always in the state directory, so a record needs not name it.
+    pub fn directory_image(&self, number: usize) -> PathBuf {
+        self.state_dir.join(format!("directory-{number}.ext4"))
     }
 
     /// Where the guest's control connection arrives (husk-vmm listens).
@@ -188,6 +197,7 @@ impl VmFiles {
     pub fn remove_all(&self) -> Vec<(PathBuf, io::Error)> {
         let mut failures = Vec::new();
         let control = self.control_socket();
+        let directory_images = (0..MAX_DIRECTORIES).map(|number| self.directory_image(number));
         for path in [
             &self.image,
             &self.hooks,
@@ -197,11 +207,15 @@ impl VmFiles {
             &control,
             &self.agent_socket,
             &self.console_socket,
-        ] {
-            match fs::remove_file(path) {
+        ]
+        .into_iter()
+        .cloned()
+        .chain(directory_images)
+        {
+            match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(error) if error.kind() == ErrorKind::NotFound => {}
-                Err(error) => failures.push((path.clone(), error)),
+                Err(error) => failures.push((path, error)),
             }
         }
         if let Some(socket_dir) = &self.socket_dir {
@@ -327,6 +341,8 @@ mod tests {
         let short_root = tempfile::tempdir().unwrap();
         let files = VmFiles::create(state.path(), short_root.path()).unwrap();
         fs::write(&files.image, "image").unwrap();
+        fs::write(files.directory_image(0), "copy").unwrap();
+        fs::write(files.directory_image(MAX_DIRECTORIES - 1), "copy").unwrap();
         fs::write(&files.vmm_log, "log").unwrap();
         fs::write(files.control_socket(), "").unwrap();
         assert!(files.remove_all().is_empty());

@@ -46,10 +46,13 @@ pub enum ContainerStdio {
     Terminal { console_socket: PathBuf },
 }
 
-/// husk-vmm's command line in sandbox mode.
+/// husk-vmm's command line in sandbox mode. The rootfs image is the first
+/// disk (/dev/vda); `directory_images` follow it read-only, in order
+/// (/dev/vdb, ...), as the `directories` module tells the guest.
 pub fn command(
     artifacts: &Artifacts,
     files: &VmFiles,
+    directory_images: &[PathBuf],
     size: GuestSize,
     stdio: &ContainerStdio,
 ) -> Command {
@@ -60,7 +63,15 @@ pub fn command(
         .arg("--initrd")
         .arg(&artifacts.initramfs)
         .arg("--disk")
-        .arg(&files.image)
+        .arg(&files.image);
+    for image in directory_images {
+        // `--disk PATH,ro`: husk-vmm splits at the last comma, so a comma
+        // in the path itself is still read as part of it.
+        let mut disk = image.as_os_str().to_owned();
+        disk.push(",ro");
+        command.arg("--disk").arg(disk);
+    }
+    command
         .arg("--vsock")
         .arg(&files.vsock_socket)
         .arg("--rng")
@@ -247,7 +258,7 @@ mod tests {
             memory_mib: 320,
             vcpus: 2,
         };
-        let command = command(&artifacts(), &files, size, &ContainerStdio::Pipes);
+        let command = command(&artifacts(), &files, &[], size, &ContainerStdio::Pipes);
         assert_eq!(command.get_program(), "/usr/bin/husk-vmm");
         let arguments = arguments(&command);
         for (flag, value) in [
@@ -269,6 +280,53 @@ mod tests {
         assert!(cmdline.starts_with(husk_vmm::config::DEFAULT_CMDLINE));
         assert!(cmdline.ends_with(" husk.agent"), "{cmdline}");
         assert!(!arguments.contains(&"--console-socket".to_string()));
+        assert_eq!(
+            arguments
+                .iter()
+                .filter(|argument| *argument == "--disk")
+                .count(),
+            1,
+            "only the rootfs disk: {arguments:?}"
+        );
+    }
+
+    #[test]
+    fn directory_copies_follow_the_rootfs_disk_read_only_in_order() {
+        let files = VmFiles::create(Path::new("/run/husk/c1"), Path::new("/x")).unwrap();
+        let images = [files.directory_image(0), files.directory_image(1)];
+        let command = command(
+            &artifacts(),
+            &files,
+            &images,
+            GuestSize {
+                memory_mib: 256,
+                vcpus: 1,
+            },
+            &ContainerStdio::Pipes,
+        );
+        let arguments = arguments(&command);
+        let disks: Vec<&str> = arguments
+            .iter()
+            .zip(arguments.iter().skip(1))
+            .filter(|(flag, _)| *flag == "--disk")
+            .map(|(_, value)| value.as_str())
+            .collect();
+        assert_eq!(
+            disks,
+            [
+                "/run/husk/c1/rootfs.ext4",
+                "/run/husk/c1/directory-0.ext4,ro",
+                "/run/husk/c1/directory-1.ext4,ro",
+            ]
+        );
+        for disk in &disks {
+            husk_vmm::config::DiskConfig::parse(disk).expect("husk-vmm takes the --disk value");
+        }
+        assert!(
+            husk_vmm::config::DiskConfig::parse(disks[1])
+                .unwrap()
+                .read_only
+        );
     }
 
     #[test]
@@ -277,6 +335,7 @@ mod tests {
         let command = command(
             &artifacts(),
             &files,
+            &[],
             GuestSize {
                 memory_mib: 256,
                 vcpus: 1,
