@@ -8,6 +8,49 @@ use serde_json::json;
 
 use crate::bundle::Bundle;
 
+/// Declares one `#[test]` per `test_name => CHECK` pair that hands
+/// `checks::CHECK` to `$runner`, a `fn(&Check)` that runs the check's
+/// bundle one way (husk-engine on the host, husk-init in a VM, the husk
+/// CLI) and calls [`Check::verify`] on what came out. A test file writes
+/// `husk_tests::check_tests! { run with check; exit_status => EXIT_STATUS, }`.
+#[macro_export]
+macro_rules! check_tests {
+    (run with $runner:path; $($test:ident => $check:ident,)*) => {
+        $(
+            #[test]
+            fn $test() {
+                $runner(&$crate::checks::$check);
+            }
+        )*
+    };
+}
+
+/// [`check_tests!`] for every check a container engine must pass wherever
+/// it runs (tests/engine_host.rs and tests/engine_vm.rs), followed by the
+/// caller's own pairs, so that both places keep running the same list.
+#[macro_export]
+macro_rules! engine_check_tests {
+    (run with $runner:path; $($test:ident => $check:ident,)*) => {
+        $crate::check_tests! {
+            run with $runner;
+            hostname_and_pid_1 => HOSTNAME_AND_PID_1,
+            uid_gid_and_groups => UID_GID_AND_GROUPS,
+            a_user_name_is_looked_up_in_the_container => USER_NAME_LOOKED_UP,
+            all_five_capability_sets => ALL_FIVE_CAPABILITY_SETS,
+            runc_default_capabilities_for_root => RUNC_DEFAULT_CAPABILITIES,
+            seccomp_denies_with_the_configured_errno => SECCOMP_ERRNO,
+            masked_paths_are_empty => MASKED_PATHS,
+            read_only_paths_and_root_cannot_be_written => READ_ONLY_PATHS_AND_ROOT,
+            rlimits_apply => RLIMITS,
+            env_cwd_umask_and_home => ENV_CWD_UMASK_AND_HOME,
+            pids_limit_stops_a_fork_loop => PIDS_LIMIT,
+            memory_limit_is_visible_and_enforced => MEMORY_LIMIT,
+            exit_status_passes_through => EXIT_STATUS,
+            $($test => $check,)*
+        }
+    };
+}
+
 /// What the container must show.
 pub enum Expect {
     /// Exit 0 with exactly this on stdout.

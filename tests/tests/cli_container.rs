@@ -13,11 +13,11 @@ use std::time::Duration;
 use std::{fs, thread};
 
 use husk_tests::bundle::Bundle;
-use husk_tests::checks::{self, Check};
+use husk_tests::checks::Check;
 use husk_tests::husk_cli::{
     container_cgroup_dirs, container_cgroup_file, is_running, process_state, read_pid_file,
     read_terminal, read_text, reap, receive_console, send_signal, wait_for_output, wait_until,
-    Husk, CONTAINER_TIMEOUT,
+    Husk, HuskRun, CONTAINER_TIMEOUT,
 };
 use husk_tests::path_str;
 use serde_json::{json, Value};
@@ -40,6 +40,23 @@ fn bundle_running(name: &str, script: &str) -> Bundle {
 /// handles, pid_namespaces(7)).
 const SLEEP_IN_BACKGROUND: &str = "sleep 1000 & echo ready; wait";
 
+/// `husk create --pid-file` of `bundle` as `id`, which must succeed;
+/// returns the call (its stdout file is the container's stdout) and the
+/// container init's pid from the pid file.
+fn create(husk: &Husk, bundle: &Bundle, id: &str) -> (HuskRun, i32) {
+    let pid_file = husk.file("init.pid");
+    let create = husk.run(&[
+        "create",
+        "--bundle",
+        path_str(&bundle.dir),
+        "--pid-file",
+        path_str(&pid_file),
+        id,
+    ]);
+    create.success();
+    (create, read_pid_file(&pid_file))
+}
+
 /// Starts a detached container running `script`; returns its init's pid
 /// and the file its stdout goes to.
 fn run_detached(husk: &Husk, bundle: &Bundle, id: &str) -> (i32, PathBuf) {
@@ -55,6 +72,11 @@ fn run_detached(husk: &Husk, bundle: &Bundle, id: &str) -> (i32, PathBuf) {
     ]);
     run.success();
     (read_pid_file(&pid_file), run.stdout_path)
+}
+
+/// The pids of the container's processes, from `husk ps --format json`.
+fn container_pids(husk: &Husk, id: &str) -> Vec<i32> {
+    serde_json::from_str(husk.run(&["ps", "--format", "json", id]).success()).unwrap()
 }
 
 /// Checks that nothing of the container is left: no state directory, no
@@ -91,17 +113,7 @@ fn create_start_kill_delete() {
         "lifecycle",
         "trap 'echo got-term; exit 42' TERM; echo started; sleep 1000 & wait",
     );
-    let pid_file = husk.file("init.pid");
-    let create = husk.run(&[
-        "create",
-        "--bundle",
-        path_str(&bundle.dir),
-        "--pid-file",
-        path_str(&pid_file),
-        &id,
-    ]);
-    create.success();
-    let pid = read_pid_file(&pid_file);
+    let (create, pid) = create(&husk, &bundle, &id);
 
     let state = husk.state(&id);
     assert_eq!(state["status"], "created");
@@ -238,17 +250,7 @@ fn poststart_and_poststop_hooks_run_and_their_failures_are_warnings() {
             "poststop": [save_state(&poststop)],
         }),
     );
-    let pid_file = husk.file("init.pid");
-    husk.run(&[
-        "create",
-        "--bundle",
-        path_str(&bundle.dir),
-        "--pid-file",
-        path_str(&pid_file),
-        &id,
-    ])
-    .success();
-    let init = read_pid_file(&pid_file);
+    let (_, init) = create(&husk, &bundle, &id);
 
     // runtime.md: a failing poststart hook is a warning; the rest still run.
     let start = husk.run(&["start", &id]);
@@ -307,37 +309,28 @@ fn exec_with_arguments_and_with_a_process_file() {
 
     // --detach with a pid file: husk returns once the process runs; the
     // caller (a subreaper) reaps it and gets its status.
-    write_process("echo detached; exit 9");
     let pid_file = husk.file("exec.pid");
-    let run = husk.run(&[
-        "exec",
-        "--process",
-        path_str(&process_file),
-        "--detach",
-        "--pid-file",
-        path_str(&pid_file),
-        &id,
-    ]);
-    run.success();
-    let detached = read_pid_file(&pid_file);
+    let exec_detached = |script: &str| {
+        write_process(script);
+        let run = husk.run(&[
+            "exec",
+            "--process",
+            path_str(&process_file),
+            "--detach",
+            "--pid-file",
+            path_str(&pid_file),
+            &id,
+        ]);
+        run.success();
+        (run, read_pid_file(&pid_file))
+    };
+    let (run, detached) = exec_detached("echo detached; exit 9");
     assert_eq!(reap(detached), 9);
     assert_eq!(read_text(&run.stdout_path), "detached\n");
 
     // A detached process that keeps running is one of the container's.
-    write_process("exec sleep 1000");
-    husk.run(&[
-        "exec",
-        "--process",
-        path_str(&process_file),
-        "--detach",
-        "--pid-file",
-        path_str(&pid_file),
-        &id,
-    ])
-    .success();
-    let sleeper = read_pid_file(&pid_file);
-    let pids: Vec<i32> =
-        serde_json::from_str(husk.run(&["ps", "--format", "json", &id]).success()).unwrap();
+    let (_, sleeper) = exec_detached("exec sleep 1000");
+    let pids = container_pids(&husk, &id);
     assert!(pids.contains(&init) && pids.contains(&sleeper), "{pids:?}");
 
     // A program that does not exist: 127, as runc.
@@ -487,8 +480,7 @@ fn ps_update_and_events() {
     let (init, stdout) = run_detached(&husk, &bundle, &id);
     wait_for_output(&stdout, "ready\n");
 
-    let pids: Vec<i32> =
-        serde_json::from_str(husk.run(&["ps", "--format", "json", &id]).success()).unwrap();
+    let pids = container_pids(&husk, &id);
     assert_eq!(pids.len(), 2, "the shell and its sleep: {pids:?}");
     assert!(pids.contains(&init), "{pids:?}");
     let table = husk.run(&["ps", &id]).success().to_string();
@@ -556,8 +548,7 @@ fn kill_by_number_by_name_and_all() {
     );
     let (init, stdout) = run_detached(&husk, &bundle, &id);
     wait_for_output(&stdout, "ready\n");
-    let pids: Vec<i32> =
-        serde_json::from_str(husk.run(&["ps", "--format", "json", &id]).success()).unwrap();
+    let pids = container_pids(&husk, &id);
     assert_eq!(pids.len(), 2, "{pids:?}");
     let child = pids.iter().copied().find(|pid| *pid != init).unwrap();
     husk.run(&["kill", "--all", &id, "TERM"]).success();
@@ -605,17 +596,7 @@ fn a_created_container_can_be_deleted_without_starting_it() {
     let husk = Husk::new("created");
     let id = unique_id("created");
     let bundle = bundle_running("created", "echo never-runs");
-    let pid_file = husk.file("init.pid");
-    let create = husk.run(&[
-        "create",
-        "--bundle",
-        path_str(&bundle.dir),
-        "--pid-file",
-        path_str(&pid_file),
-        &id,
-    ]);
-    create.success();
-    let init = read_pid_file(&pid_file);
+    let (create, init) = create(&husk, &bundle, &id);
     // containerd removes the bundle before its last delete.
     fs::remove_dir_all(&bundle.dir).unwrap();
     husk.run(&["delete", &id]).success();
@@ -769,22 +750,10 @@ fn check_through_husk_run(check: &Check) {
     assert!(!Path::new(&husk.root().join(&id)).exists());
 }
 
-#[test]
-fn hostname_and_pid_1() {
-    check_through_husk_run(&checks::HOSTNAME_AND_PID_1);
-}
-
-#[test]
-fn all_five_capability_sets() {
-    check_through_husk_run(&checks::ALL_FIVE_CAPABILITY_SETS);
-}
-
-#[test]
-fn seccomp_denies_with_the_configured_errno() {
-    check_through_husk_run(&checks::SECCOMP_ERRNO);
-}
-
-#[test]
-fn the_exit_status_of_the_container() {
-    check_through_husk_run(&checks::EXIT_STATUS);
+husk_tests::check_tests! {
+    run with check_through_husk_run;
+    hostname_and_pid_1 => HOSTNAME_AND_PID_1,
+    all_five_capability_sets => ALL_FIVE_CAPABILITY_SETS,
+    seccomp_denies_with_the_configured_errno => SECCOMP_ERRNO,
+    the_exit_status_of_the_container => EXIT_STATUS,
 }

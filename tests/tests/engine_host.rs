@@ -18,7 +18,8 @@ use std::time::Duration;
 use std::{fs, thread};
 
 use husk_tests::bundle::Bundle;
-use husk_tests::checks::{self, Check};
+use husk_tests::checks::Check;
+use husk_tests::husk_cli::read_terminal;
 use husk_tests::wait_with_deadline;
 use serde_json::{json, Value};
 
@@ -83,18 +84,8 @@ fn run_engine(bundle: &Bundle, id: &str, extra: &[&str]) -> EngineRun {
         .stderr(Stdio::piped())
         .spawn()
         .expect("start husk-engine");
-    let mut stdout_pipe = child.stdout.take().unwrap();
-    let mut stderr_pipe = child.stderr.take().unwrap();
-    let stdout = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout_pipe.read_to_string(&mut text);
-        text
-    });
-    let stderr = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stderr_pipe.read_to_string(&mut text);
-        text
-    });
+    let stdout = read_on_a_thread(child.stdout.take().unwrap());
+    let stderr = read_on_a_thread(child.stderr.take().unwrap());
     let status = wait_with_deadline(&mut child, RUN_TIMEOUT);
     let run = EngineRun {
         code: status.and_then(|status| status.code()),
@@ -107,6 +98,16 @@ fn run_engine(bundle: &Bundle, id: &str, extra: &[&str]) -> EngineRun {
         run.stderr
     );
     run
+}
+
+/// Reads `pipe` to its end on a thread of its own, so that neither of a
+/// child's pipes can fill up and block it while the test reads the other.
+fn read_on_a_thread(mut pipe: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    })
 }
 
 fn run(bundle: &Bundle, name: &str) -> EngineRun {
@@ -122,42 +123,41 @@ fn check(check: &Check) {
     check.verify(run.code, &run.stdout, &run.stderr);
 }
 
-macro_rules! host_checks {
-    ($($test:ident => $check:ident,)*) => {
-        $(
-            #[test]
-            fn $test() {
-                check(&checks::$check);
-            }
-        )*
-    };
+husk_tests::engine_check_tests! {
+    run with check;
 }
 
-host_checks! {
-    hostname_and_pid_1 => HOSTNAME_AND_PID_1,
-    uid_gid_and_groups => UID_GID_AND_GROUPS,
-    a_user_name_is_looked_up_in_the_container => USER_NAME_LOOKED_UP,
-    all_five_capability_sets => ALL_FIVE_CAPABILITY_SETS,
-    runc_default_capabilities_for_root => RUNC_DEFAULT_CAPABILITIES,
-    seccomp_denies_with_the_configured_errno => SECCOMP_ERRNO,
-    masked_paths_are_empty => MASKED_PATHS,
-    read_only_paths_and_root_cannot_be_written => READ_ONLY_PATHS_AND_ROOT,
-    rlimits_apply => RLIMITS,
-    env_cwd_umask_and_home => ENV_CWD_UMASK_AND_HOME,
-    pids_limit_stops_a_fork_loop => PIDS_LIMIT,
-    memory_limit_is_visible_and_enforced => MEMORY_LIMIT,
-    exit_status_passes_through => EXIT_STATUS,
+/// Only ipc, uts, mount and network namespaces: without a pid namespace
+/// the container's process is not PID 1.
+fn without_pid_namespace(bundle: &mut Bundle) -> &mut Bundle {
+    bundle.set(
+        "/linux/namespaces",
+        json!([{"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]),
+    )
 }
+
+/// The default namespaces plus a user namespace whose root is host uid and
+/// gid 100000, 65536 ids wide.
+fn with_user_namespace(bundle: &mut Bundle) -> &mut Bundle {
+    let mapping = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+    bundle
+        .set(
+            "/linux/namespaces",
+            json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
+                   {"type": "mount"}, {"type": "user"}, {"type": "cgroup"}]),
+        )
+        .set("/linux/uidMappings", mapping.clone())
+        .set("/linux/gidMappings", mapping)
+}
+
+/// /proc/self/uid_map inside [`with_user_namespace`]'s container, split
+/// into its fields.
+const USER_NAMESPACE_UID_MAP: [&str; 3] = ["0", "100000", "65536"];
 
 #[test]
 fn without_a_pid_namespace_a_signal_death_is_128_plus_n() {
     let mut bundle = Bundle::busybox("no-pidns");
-    bundle
-        .set(
-            "/linux/namespaces",
-            json!([{"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]),
-        )
-        .shell("[ $$ != 1 ] && echo not-pid-1; kill -TERM $$");
+    without_pid_namespace(&mut bundle).shell("[ $$ != 1 ] && echo not-pid-1; kill -TERM $$");
     let run = run(&bundle, "no-pidns");
     assert_eq!(run.stdout, "not-pid-1\n");
     assert_eq!(
@@ -222,27 +222,14 @@ fn a_namespace_given_by_path_is_joined() {
 #[test]
 fn user_namespace_maps_root() {
     let mut bundle = Bundle::busybox("userns");
-    bundle
-        .set(
-            "/linux/namespaces",
-            json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
-                   {"type": "mount"}, {"type": "user"}, {"type": "cgroup"}]),
-        )
-        .set(
-            "/linux/uidMappings",
-            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-        )
-        .set(
-            "/linux/gidMappings",
-            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-        )
+    with_user_namespace(&mut bundle)
         .shell("id -u; cat /proc/self/uid_map; head -c 3 /dev/zero | wc -c");
     let output = run(&bundle, "userns").success();
     let lines: Vec<&str> = output.lines().collect();
     assert_eq!(lines[0], "0");
     assert_eq!(
         lines[1].split_whitespace().collect::<Vec<_>>(),
-        ["0", "100000", "65536"]
+        USER_NAMESPACE_UID_MAP
     );
     assert_eq!(lines[2], "3", "/dev/zero is bound from the host");
 }
@@ -340,15 +327,7 @@ fn terminal_goes_through_the_console_socket() {
         .set("/process/consoleSize", json!({"height": 30, "width": 100}))
         .shell("echo hello from the tty; tty; stty size");
     let socket_path = bundle.dir.join("console.sock");
-    let listener = UnixListener::bind(&socket_path).expect("bind the console socket");
-    let receiver = thread::spawn(move || {
-        let (connection, _) = listener.accept().expect("husk-engine connects");
-        let master = receive_fd(connection.as_raw_fd());
-        let mut output = Vec::new();
-        // Reading a master whose slave side is all closed ends with EIO.
-        let _ = fs::File::from(master).read_to_end(&mut output);
-        String::from_utf8_lossy(&output).into_owned()
-    });
+    let receiver = console_output(&socket_path);
     let run = run_engine(
         &bundle,
         &unique_id("terminal"),
@@ -361,6 +340,17 @@ fn terminal_goes_through_the_console_socket() {
     );
     let console = receiver.join().unwrap();
     assert_eq!(console, "hello from the tty\r\n/dev/pts/0\r\n30 100\r\n");
+}
+
+/// Listens on a console socket at `path` (runc's --console-socket) and, on
+/// a thread, takes the pty master husk-engine sends there and reads from
+/// it everything the container writes to its terminal.
+fn console_output(path: &Path) -> thread::JoinHandle<String> {
+    let listener = UnixListener::bind(path).expect("bind the console socket");
+    thread::spawn(move || {
+        let (connection, _) = listener.accept().expect("husk-engine connects");
+        read_terminal(receive_fd(connection.as_raw_fd()))
+    })
 }
 
 /// Receives one descriptor sent with SCM_RIGHTS (unix(7)).
@@ -445,14 +435,9 @@ fn run_with_execs(bundle: &mut Bundle, name: &str, processes: &[Value], extra: &
         .spawn()
         .expect("start husk-engine");
     let mut stdin = child.stdin.take();
-    let mut stdout_pipe = child.stdout.take().unwrap();
+    let stdout = read_on_a_thread(child.stdout.take().unwrap());
     let stderr_pipe = child.stderr.take().unwrap();
     let expected_execs = processes.len();
-    let stdout = thread::spawn(move || {
-        let mut text = String::new();
-        let _ = stdout_pipe.read_to_string(&mut text);
-        text
-    });
     let stderr = thread::spawn(move || {
         let mut text = String::new();
         let mut reported = 0;
@@ -568,10 +553,7 @@ fn an_exec_reports_its_own_exit_status_with_or_without_a_pid_namespace() {
     for pid_namespace in [true, false] {
         let mut bundle = Bundle::busybox("exec-status");
         if !pid_namespace {
-            bundle.set(
-                "/linux/namespaces",
-                json!([{"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "network"}]),
-            );
+            without_pid_namespace(&mut bundle);
         }
         let processes = [
             bundle.exec_process("exit 7"),
@@ -634,15 +616,7 @@ fn an_exec_with_a_terminal_gets_a_pty_through_the_console_socket() {
     process["terminal"] = json!(true);
     process["consoleSize"] = json!({"height": 20, "width": 60});
     let socket_path = bundle.dir.join("exec-console.sock");
-    let listener = UnixListener::bind(&socket_path).expect("bind the console socket");
-    let receiver = thread::spawn(move || {
-        let (connection, _) = listener.accept().expect("husk-engine connects");
-        let master = receive_fd(connection.as_raw_fd());
-        let mut output = Vec::new();
-        // Reading a master whose slave side is all closed ends with EIO.
-        let _ = fs::File::from(master).read_to_end(&mut output);
-        String::from_utf8_lossy(&output).into_owned()
-    });
+    let receiver = console_output(&socket_path);
     let stdout = run_with_execs(
         &mut bundle,
         "exec-tty",
@@ -698,20 +672,7 @@ fn the_containers_seccomp_profile_applies_to_an_exec() {
 #[test]
 fn an_exec_joins_the_containers_user_namespace() {
     let mut bundle = Bundle::busybox("exec-userns");
-    bundle
-        .set(
-            "/linux/namespaces",
-            json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"},
-                   {"type": "mount"}, {"type": "user"}, {"type": "cgroup"}]),
-        )
-        .set(
-            "/linux/uidMappings",
-            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-        )
-        .set(
-            "/linux/gidMappings",
-            json!([{"containerID": 0, "hostID": 100000, "size": 65536}]),
-        );
+    with_user_namespace(&mut bundle);
     let mut process = bundle.exec_process("id -u; id -g; cat /proc/self/uid_map");
     process["user"] = json!({"uid": 1000, "gid": 1000});
     let output = run_with_execs(&mut bundle, "exec-userns", &[process], &[]).success(1);
@@ -719,7 +680,7 @@ fn an_exec_joins_the_containers_user_namespace() {
     assert_eq!(&lines[..2], ["1000", "1000"]);
     assert_eq!(
         lines[2].split_whitespace().collect::<Vec<_>>(),
-        ["0", "100000", "65536"]
+        USER_NAMESPACE_UID_MAP
     );
 }
 

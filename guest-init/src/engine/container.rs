@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use oci_spec::runtime::{
     ContainerState, Hook, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespaceType, LinuxResources,
-    State, StateBuilder,
+    State,
 };
 
 use crate::engine::cgroups::{self, Cgroup, CgroupError, CgroupVersion};
@@ -229,6 +229,14 @@ pub(crate) fn compile_seccomp(bundle: &Bundle) -> Result<Option<CompiledSeccomp>
         })
 }
 
+/// Puts a setup process (the container's, or an exec's) in the container's
+/// cgroup before it goes on, so that everything it forks is counted there.
+pub(crate) fn join_cgroup(cgroup: &Cgroup, pid: i32) -> Result<(), EngineError> {
+    cgroup
+        .add_process(pid)
+        .map_err(|source| EngineError::JoinCgroup { pid, source })
+}
+
 /// What [`create`] needs.
 pub struct CreateOptions<'a> {
     pub id: &'a str,
@@ -260,7 +268,7 @@ impl Container {
     /// The runtime-spec state of this container (runtime.md "State"), as
     /// hooks get it on stdin.
     pub fn state(&self, status: ContainerState) -> State {
-        build_state(
+        hooks::container_state(
             &self.oci_version,
             &self.id,
             status,
@@ -297,30 +305,6 @@ impl Container {
                 source,
             })
     }
-}
-
-fn build_state(
-    oci_version: &str,
-    id: &str,
-    status: ContainerState,
-    pid: Option<i32>,
-    bundle: &Path,
-    annotations: Option<std::collections::HashMap<String, String>>,
-) -> State {
-    let mut builder = StateBuilder::default()
-        .version(oci_version.to_owned())
-        .id(id.to_owned())
-        .status(status)
-        .bundle(bundle.to_path_buf());
-    if let Some(pid) = pid {
-        builder = builder.pid(pid);
-    }
-    if let Some(annotations) = annotations {
-        builder = builder.annotations(annotations);
-    }
-    builder
-        .build()
-        .expect("every State field has a value or a default")
 }
 
 /// Checks an id the way runc does: letters, digits, '_', '+', '-', '.'.
@@ -615,13 +599,7 @@ pub fn create(options: &CreateOptions) -> Result<Container, EngineError> {
     drop(exec_fifo);
     guard.children.push(setup_pid);
 
-    let cgroup = guard.cgroup.as_ref().expect("set above");
-    cgroup
-        .add_process(setup_pid)
-        .map_err(|source| EngineError::JoinCgroup {
-            pid: setup_pid,
-            source,
-        })?;
+    join_cgroup(guard.cgroup.as_ref().expect("set above"), setup_pid)?;
     let send = |message: &ParentMessage| {
         parent_socket
             .send(message)
@@ -652,7 +630,7 @@ pub fn create(options: &CreateOptions) -> Result<Container, EngineError> {
                 guard.children.handed_over(setup_pid, pid);
             }
             Some(ChildMessage::RunCreateHooks) => {
-                let state = build_state(
+                let state = hooks::container_state(
                     &oci_version,
                     options.id,
                     ContainerState::Creating,
@@ -708,20 +686,11 @@ fn run_parent_hooks(
     state: &State,
     bundle: &Path,
 ) -> Result<(), EngineError> {
-    let Some(hooks) = hooks.as_deref().filter(|hooks| !hooks.is_empty()) else {
-        return Ok(());
-    };
-    // Hooks run with the bundle as working directory (runtime.md "Hooks").
-    let previous = std::env::current_dir().ok();
-    let _ = std::env::set_current_dir(bundle);
-    let result = hooks::run_hooks(hooks, stage, state).map_err(|source| EngineError::Hooks {
+    let hooks = hooks.as_deref().unwrap_or_default();
+    hooks::run_hooks_in(bundle, hooks, stage, state).map_err(|source| EngineError::Hooks {
         stage: name,
         source: Box::new(source),
-    });
-    if let Some(previous) = previous {
-        let _ = std::env::set_current_dir(previous);
-    }
-    result
+    })
 }
 
 /// Lets a created container's init exec its process: opens the exec fifo

@@ -28,7 +28,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Process};
 
 use crate::engine::cgroups::Cgroup;
 use crate::engine::container::{
-    check_console_socket, compile_seccomp, EngineError, SetupProcesses, Stdio,
+    check_console_socket, compile_seccomp, join_cgroup, EngineError, SetupProcesses, Stdio,
 };
 use crate::engine::init::{self, ConsoleDevice, InitError};
 use crate::engine::process::{self, PreparedProcess};
@@ -124,12 +124,7 @@ pub fn exec(options: &ExecOptions) -> Result<i32, EngineError> {
     let mut started = SetupProcesses::default();
     started.push(setup_pid);
     if let Some(cgroup) = options.cgroup {
-        cgroup
-            .add_process(setup_pid)
-            .map_err(|source| EngineError::JoinCgroup {
-                pid: setup_pid,
-                source,
-            })?;
+        join_cgroup(cgroup, setup_pid)?;
     }
     let sync_error = |source| EngineError::Sync { source };
     socket.send(&ParentMessage::Proceed).map_err(sync_error)?;

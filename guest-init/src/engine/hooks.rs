@@ -35,15 +35,16 @@
 //! A hook that leaves a background process holding its stdout or stderr is
 //! waited for only briefly after it exits; the output read so far is kept.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use std::{fmt, thread};
 
-use oci_spec::runtime::{Hook, Hooks, State};
+use oci_spec::runtime::{ContainerState, Hook, Hooks, State, StateBuilder};
 
 /// How much of a hook's stdout and stderr (each) an error quotes: the end,
 /// where the reason usually is.
@@ -214,6 +215,55 @@ pub fn run_hooks(hooks: &[Hook], stage: HookStage, state: &State) -> Result<(), 
     } else {
         Err(HookError::Failures { stage, failures })
     }
+}
+
+/// [`run_hooks`] with `directory` (the bundle) as the working directory
+/// (runtime.md "Hooks"), when it still exists: containerd may delete a
+/// container after removing its bundle. The caller's working directory is
+/// restored afterwards.
+pub fn run_hooks_in(
+    directory: &Path,
+    hooks: &[Hook],
+    stage: HookStage,
+    state: &State,
+) -> Result<(), HookError> {
+    if hooks.is_empty() {
+        return Ok(());
+    }
+    let previous = std::env::current_dir().ok();
+    let moved = std::env::set_current_dir(directory).is_ok();
+    let result = run_hooks(hooks, stage, state);
+    if let (true, Some(previous)) = (moved, previous) {
+        let _ = std::env::set_current_dir(previous);
+    }
+    result
+}
+
+/// The state of a container as a hook reads it on stdin (runtime.md
+/// "State"): `pid` while the container's process exists, `annotations`
+/// when config.json has any.
+pub fn container_state(
+    oci_version: &str,
+    id: &str,
+    status: ContainerState,
+    pid: Option<i32>,
+    bundle: &Path,
+    annotations: Option<HashMap<String, String>>,
+) -> State {
+    let mut builder = StateBuilder::default()
+        .version(oci_version.to_owned())
+        .id(id.to_owned())
+        .status(status)
+        .bundle(bundle.to_path_buf());
+    if let Some(pid) = pid {
+        builder = builder.pid(pid);
+    }
+    if let Some(annotations) = annotations {
+        builder = builder.annotations(annotations);
+    }
+    builder
+        .build()
+        .expect("every State field has a value or a default")
 }
 
 fn run_hook(
@@ -390,27 +440,10 @@ mod tests {
     use std::fs;
     use std::path::Path;
 
-    use oci_spec::runtime::{ContainerState, HookBuilder, StateBuilder};
+    use oci_spec::runtime::HookBuilder;
 
     use super::*;
-
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(name: &str) -> TempDir {
-            let path =
-                std::env::temp_dir().join(format!("husk-hooks-test-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            TempDir(path)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::engine::test_bundle::TestDir;
 
     fn state() -> State {
         StateBuilder::default()
@@ -438,8 +471,8 @@ mod tests {
 
     #[test]
     fn hooks_run_in_order_with_argv_and_the_state_on_stdin() {
-        let temp = TempDir::new("order");
-        let log = temp.0.join("log");
+        let temp = TestDir::new("hooks-order");
+        let log = temp.join("log");
         // Each hook logs its argv (from /proc, as the kernel received it) and
         // its stdin.
         let script = |tag: &str| {
@@ -468,8 +501,8 @@ mod tests {
 
     #[test]
     fn a_hook_gets_exactly_its_env() {
-        let temp = TempDir::new("env");
-        let out = temp.0.join("environ");
+        let temp = TestDir::new("hooks-env");
+        let out = temp.join("environ");
         let dump = format!("tr '\\0' '\\n' < /proc/$$/environ > '{}'", out.display());
         let mut hook = shell_hook("env-hook", &dump);
         hook.set_env(Some(vec!["FOO=bar=baz".to_string(), "EMPTY=".to_string()]));
@@ -496,8 +529,8 @@ mod tests {
 
     #[test]
     fn a_failing_hook_stops_the_chain_and_quotes_its_output() {
-        let temp = TempDir::new("fail");
-        let log = temp.0.join("log");
+        let temp = TestDir::new("hooks-fail");
+        let log = temp.join("log");
         let error = run_hooks(&chain(&log), HookStage::CreateContainer, &state()).unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -509,8 +542,8 @@ mod tests {
 
     #[test]
     fn poststop_failures_do_not_stop_the_remaining_hooks() {
-        let temp = TempDir::new("poststop");
-        let log = temp.0.join("log");
+        let temp = TestDir::new("hooks-poststop");
+        let log = temp.join("log");
         let error = run_hooks(&chain(&log), HookStage::Poststop, &state()).unwrap_err();
         match &error {
             HookError::Failures { stage, failures } => {

@@ -700,27 +700,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::engine::test_bundle::TestDir;
 
     /// A bundle directory with a rootfs and the given config.json, removed
-    /// on drop.
-    struct TestBundle {
-        dir: PathBuf,
-    }
-
-    impl TestBundle {
-        fn new(name: &str, config: &Value) -> Self {
-            let dir = std::env::temp_dir().join(format!("husk-spec-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(dir.join("rootfs")).unwrap();
-            fs::write(dir.join("config.json"), serde_json::to_vec(config).unwrap()).unwrap();
-            Self { dir }
-        }
-    }
-
-    impl Drop for TestBundle {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.dir);
-        }
+    /// on drop. Unlike the engine's shared `TestBundle`, not loaded: the
+    /// tests here check what loading it says.
+    fn bundle_dir(name: &str, config: &Value) -> TestDir {
+        let dir = TestDir::new(&format!("spec-{name}"));
+        fs::create_dir_all(dir.join("rootfs")).unwrap();
+        fs::write(dir.join("config.json"), serde_json::to_vec(config).unwrap()).unwrap();
+        dir
     }
 
     fn base_config() -> Value {
@@ -733,8 +722,8 @@ mod tests {
     }
 
     fn load_error(name: &str, config: Value) -> String {
-        let bundle = TestBundle::new(name, &config);
-        let error = load_bundle(&bundle.dir).expect_err("config should be refused");
+        let bundle = bundle_dir(name, &config);
+        let error = load_bundle(bundle.path()).expect_err("config should be refused");
         error.to_string()
     }
 
@@ -751,11 +740,11 @@ mod tests {
 
     #[test]
     fn a_valid_bundle_loads_with_its_rootfs_resolved() {
-        let bundle = TestBundle::new("valid", &base_config());
-        let loaded = load_bundle(&bundle.dir).unwrap();
+        let bundle = bundle_dir("valid", &base_config());
+        let loaded = load_bundle(bundle.path()).unwrap();
         assert_eq!(
             loaded.rootfs,
-            fs::canonicalize(bundle.dir.join("rootfs")).unwrap()
+            fs::canonicalize(bundle.join("rootfs")).unwrap()
         );
         assert_eq!(loaded.process().args().as_ref().unwrap(), &["sh"]);
         assert!(loaded.has_namespace(LinuxNamespaceType::Pid));
@@ -963,18 +952,18 @@ mod tests {
         assert!(
             load_error("version", config).contains("ociVersion: \"2.0.0\" is not a 1.x version")
         );
-        let bundle = TestBundle::new(
+        let bundle = bundle_dir(
             "version-ok",
             &with(base_config(), "/ociVersion", json!("1.0.2-dev")),
         );
-        load_bundle(&bundle.dir).unwrap();
+        load_bundle(bundle.path()).unwrap();
     }
 
     #[test]
     fn syntax_errors_say_where() {
-        let bundle = TestBundle::new("syntax", &base_config());
-        fs::write(bundle.dir.join("config.json"), "{\"root\": ").unwrap();
-        let error = load_bundle(&bundle.dir).unwrap_err();
+        let bundle = bundle_dir("syntax", &base_config());
+        fs::write(bundle.join("config.json"), "{\"root\": ").unwrap();
+        let error = load_bundle(bundle.path()).unwrap_err();
         assert!(matches!(error, SpecError::Syntax { .. }));
         assert!(error.to_string().ends_with("config.json: not valid JSON"));
     }

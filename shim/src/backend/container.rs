@@ -557,13 +557,13 @@ fn exit_status_byte(code: i32) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::fs;
     use std::time::Instant;
 
     use husk_init::engine::load_bundle;
 
     use super::*;
+    use crate::backend::test_record;
     use crate::state::ContainerId;
 
     #[test]
@@ -645,21 +645,9 @@ mod tests {
     #[test]
     fn a_container_without_a_recorded_cgroup_keeps_its_recorded_status() {
         let record = ContainerRecord {
-            oci_version: "1.3.0".to_string(),
-            id: "c1".to_string(),
             status: Status::Running,
             pid: std::process::id() as i32,
-            bundle: PathBuf::from("/bundles/b1"),
-            annotations: Default::default(),
-            husk: crate::state::HuskRecord {
-                backend: BackendKind::Container,
-                created: String::new(),
-                rootfs: PathBuf::from("/bundles/b1/rootfs"),
-                pid_start_time: None,
-                paths: BackendPaths::default(),
-                timings_micros: BTreeMap::new(),
-            },
-            state_dir: PathBuf::new(),
+            ..test_record(Path::new("/bundles/b1"), Path::new(""))
         };
         let backend = ContainerBackend::new();
         assert_eq!(

@@ -207,8 +207,13 @@ impl CreateContext<'_> {
     /// Microseconds since the husk command started, for
     /// [`CreatedContainer::timings_micros`].
     pub fn micros_since_cli_start(&self) -> u64 {
-        u64::try_from(self.cli_started.elapsed().as_micros()).unwrap_or(u64::MAX)
+        micros_since(self.cli_started)
     }
+}
+
+/// Microseconds since `start`, as the startup timings record them.
+pub fn micros_since(start: Instant) -> u64 {
+    u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
 /// What a successful `create` leaves behind.
@@ -239,6 +244,30 @@ pub struct ExecContext<'a> {
     pub pid_file: Option<&'a Path>,
     pub preserve_fds: u32,
     pub cli_started: Instant,
+}
+
+/// A record as `create` writes it, for the backends' tests: container "c1"
+/// of the `container` backend, created, pid 1, no annotations, its rootfs
+/// at `bundle`/rootfs.
+#[cfg(test)]
+pub(crate) fn test_record(bundle: &Path, state_dir: &Path) -> ContainerRecord {
+    ContainerRecord {
+        oci_version: "1.3.0".to_string(),
+        id: "c1".to_string(),
+        status: Status::Created,
+        pid: 1,
+        bundle: bundle.to_path_buf(),
+        annotations: HashMap::new(),
+        husk: crate::state::HuskRecord {
+            backend: BackendKind::Container,
+            created: String::new(),
+            rootfs: bundle.join("rootfs"),
+            pid_start_time: None,
+            paths: BackendPaths::default(),
+            timings_micros: BTreeMap::new(),
+        },
+        state_dir: state_dir.to_path_buf(),
+    }
 }
 
 /// Resource usage, as `husk events` prints it (runc's `types.Stats`

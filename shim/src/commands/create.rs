@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use husk_init::engine::load_bundle;
 
 use super::{absolute, write_pid_file, Context};
-use crate::backend::{backend_for, select_backend, Backend, CreateContext};
+use crate::backend::{backend_for, micros_since, select_backend, Backend, CreateContext};
 use crate::cli::CreateArgs;
 use crate::state::{
     read_process_stat, ContainerId, ContainerLock, ContainerRecord, HuskRecord, Status,
@@ -61,7 +61,7 @@ pub fn create_container(context: &Context, new: &NewContainer<'_>) -> anyhow::Re
     let id = ContainerId::parse(new.id)?;
     context.refuse_systemd_cgroup()?;
     let bundle = load_bundle(new.bundle)?;
-    let bundle_loaded = micros_since(context);
+    let bundle_loaded = micros_since(context.started);
     let (configuration, configuration_path) = config::load()?;
     let (kind, source) = select_backend(
         context.global.backend,
@@ -100,7 +100,7 @@ pub fn create_container(context: &Context, new: &NewContainer<'_>) -> anyhow::Re
 
     let mut timings_micros = BTreeMap::from([("cli_bundle_loaded".to_string(), bundle_loaded)]);
     timings_micros.extend(created.timings_micros);
-    timings_micros.insert("cli_created".to_string(), micros_since(context));
+    timings_micros.insert("cli_created".to_string(), micros_since(context.started));
     let record = ContainerRecord {
         oci_version: bundle.spec.version().clone(),
         id: id.to_string(),
@@ -153,8 +153,4 @@ fn remove_state(lock: ContainerLock) {
             husk_init::engine::error_chain(&error)
         ));
     }
-}
-
-fn micros_since(context: &Context) -> u64 {
-    u64::try_from(context.started.elapsed().as_micros()).unwrap_or(u64::MAX)
 }

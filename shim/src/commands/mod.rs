@@ -26,9 +26,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{bail, Context as _};
+use husk_init::engine::process::user::parse_passwd;
 use serde::Serialize;
 
-use crate::backend::{backend_for, Backend};
+use crate::backend::{backend_for, Backend, BackendError};
 use crate::cli::{Cli, Command, GlobalOptions};
 use crate::logging;
 use crate::state::{ContainerId, ContainerLock, ContainerRecord, LockMode, StateStore, Status};
@@ -108,6 +109,22 @@ impl OpenContainer {
     /// The container's status now (see [`current_status`]).
     pub fn status(&self) -> anyhow::Result<Status> {
         current_status(self.backend.as_ref(), &self.record)
+    }
+
+    /// Has the backend carry out `verb` on the container (`operation`),
+    /// then records the status that leaves it in. The caller has checked
+    /// that the verb applies to the container's status.
+    pub fn change_status(
+        &mut self,
+        verb: &str,
+        new_status: Status,
+        operation: impl FnOnce(&dyn Backend, &ContainerRecord) -> Result<(), BackendError>,
+    ) -> anyhow::Result<()> {
+        operation(self.backend.as_ref(), &self.record)
+            .with_context(|| format!("{verb} container {:?}", self.id().as_str()))?;
+        self.record.status = new_status;
+        self.lock.save(&self.record)?;
+        Ok(())
     }
 }
 
@@ -237,12 +254,10 @@ fn owner_of(path: &Path) -> String {
 
 /// The name of `uid` in passwd(5) text.
 fn user_name(passwd: &str, uid: u32) -> Option<String> {
-    passwd.lines().find_map(|line| {
-        let mut fields = line.split(':');
-        let name = fields.next()?;
-        let entry_uid = fields.nth(1)?.parse::<u32>().ok()?;
-        (entry_uid == uid).then(|| name.to_string())
-    })
+    parse_passwd(passwd)
+        .into_iter()
+        .find(|entry| entry.uid == uid)
+        .map(|entry| entry.name)
 }
 
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! `husk pause ID`: freeze every process of a running container.
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
 use super::Context;
 use crate::cli::PauseArgs;
@@ -15,11 +15,8 @@ pub fn run(context: &Context, args: &PauseArgs) -> anyhow::Result<u8> {
         Status::Paused => bail!("cannot pause container {id:?}: it is already paused"),
         other => bail!("cannot pause container {id:?}: container not running ({other})"),
     }
-    container
-        .backend
-        .pause(&container.record)
-        .with_context(|| format!("pause container {id:?}"))?;
-    container.record.status = Status::Paused;
-    container.lock.save(&container.record)?;
+    container.change_status("pause", Status::Paused, |backend, record| {
+        backend.pause(record)
+    })?;
     Ok(0)
 }

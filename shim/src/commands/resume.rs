@@ -1,6 +1,6 @@
 //! `husk resume ID`: thaw a container `husk pause` froze.
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
 use super::Context;
 use crate::cli::ResumeArgs;
@@ -14,11 +14,8 @@ pub fn run(context: &Context, args: &ResumeArgs) -> anyhow::Result<u8> {
     if status != Status::Paused {
         bail!("cannot resume container {id:?}: container not paused ({status})");
     }
-    container
-        .backend
-        .resume(&container.record)
-        .with_context(|| format!("resume container {id:?}"))?;
-    container.record.status = Status::Running;
-    container.lock.save(&container.record)?;
+    container.change_status("resume", Status::Running, |backend, record| {
+        backend.resume(record)
+    })?;
     Ok(0)
 }

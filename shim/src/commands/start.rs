@@ -1,7 +1,7 @@
 //! `husk start ID` (runtime.md "start"): let a created container run its
 //! process.
 
-use anyhow::{bail, Context as _};
+use anyhow::bail;
 
 use super::Context;
 use crate::cli::StartArgs;
@@ -20,11 +20,8 @@ pub fn run(context: &Context, args: &StartArgs) -> anyhow::Result<u8> {
         Status::Paused => bail!("cannot start container {id:?}: it is paused; resume it instead"),
         Status::Creating => bail!("cannot start container {id:?}: it is still being created"),
     }
-    container
-        .backend
-        .start(&container.record)
-        .with_context(|| format!("start container {id:?}"))?;
-    container.record.status = Status::Running;
-    container.lock.save(&container.record)?;
+    container.change_status("start", Status::Running, |backend, record| {
+        backend.start(record)
+    })?;
     Ok(0)
 }

@@ -5,7 +5,6 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use oci_spec::runtime::{
     LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType,
@@ -14,28 +13,7 @@ use oci_spec::runtime::{
 };
 
 use super::*;
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let path = std::env::temp_dir().join(format!(
-            "husk-cgroup-test-{}-{}",
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        fs::create_dir_all(&path).unwrap();
-        TempDir(path)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
-}
+use crate::engine::test_bundle::TestDir;
 
 /// Creates `dir` with each (file, content).
 fn populate(dir: &Path, files: &[(&str, &str)]) {
@@ -93,6 +71,28 @@ fn v2_layout(root: &Path) -> Hierarchy {
     }
     populate(&root.join("a/b/c"), V2_LEAF_FILES);
     Hierarchy::unified(root)
+}
+
+fn memory_limit(bytes: i64) -> LinuxResources {
+    LinuxResourcesBuilder::default()
+        .memory(LinuxMemoryBuilder::default().limit(bytes).build().unwrap())
+        .build()
+        .unwrap()
+}
+
+fn pids_limit(limit: i64) -> LinuxResources {
+    LinuxResourcesBuilder::default()
+        .pids(LinuxPidsBuilder::default().limit(limit).build().unwrap())
+        .build()
+        .unwrap()
+}
+
+/// `linux.resources.unified` with one key.
+fn unified(key: &str, value: &str) -> LinuxResources {
+    LinuxResourcesBuilder::default()
+        .unified(HashMap::from([(key.to_string(), value.to_string())]))
+        .build()
+        .unwrap()
 }
 
 fn full_resources() -> LinuxResources {
@@ -293,8 +293,8 @@ fn no_cgroup_mount_is_an_error() {
 
 #[test]
 fn v2_create_enables_controllers_in_every_parent_and_writes_resources() {
-    let temp = TempDir::new();
-    let root = temp.0.join("cgroup");
+    let temp = TestDir::new("cgroup");
+    let root = temp.join("cgroup");
     let cgroup = Cgroup::create_in(
         v2_layout(&root),
         Some("/a/b/c"),
@@ -336,21 +336,12 @@ fn v2_create_enables_controllers_in_every_parent_and_writes_resources() {
 
 #[test]
 fn v2_update_with_a_setting_whose_controller_is_missing_names_the_field() {
-    let temp = TempDir::new();
-    let root = temp.0.join("cgroup");
+    let temp = TestDir::new("cgroup");
+    let root = temp.join("cgroup");
     let hierarchy = v2_layout(&root);
     fs::write(root.join("a/b/c/cgroup.controllers"), "cpu pids").unwrap();
     let cgroup = Cgroup::load_in(hierarchy, Some("/a/b/c"), "id").unwrap();
-    let resources = LinuxResourcesBuilder::default()
-        .memory(
-            LinuxMemoryBuilder::default()
-                .limit(1 << 20_i64)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
-    let error = cgroup.apply(&resources).unwrap_err();
+    let error = cgroup.apply(&memory_limit(1 << 20)).unwrap_err();
     let message = error.to_string();
     assert!(message.contains("linux.resources.memory"), "{message}");
     assert!(message.contains("memory cgroup controller"), "{message}");
@@ -358,15 +349,9 @@ fn v2_update_with_a_setting_whose_controller_is_missing_names_the_field() {
 
 #[test]
 fn v2_unified_keys_are_written_as_given_and_unsafe_keys_are_refused() {
-    let temp = TempDir::new();
-    let root = temp.0.join("cgroup");
+    let temp = TestDir::new("cgroup");
+    let root = temp.join("cgroup");
     let cgroup = Cgroup::create_in(v2_layout(&root), Some("/a/b/c"), "id", None).unwrap();
-    let unified = |key: &str, value: &str| {
-        LinuxResourcesBuilder::default()
-            .unified(HashMap::from([(key.to_string(), value.to_string())]))
-            .build()
-            .unwrap()
-    };
     cgroup.apply(&unified("memory.high", "90000000")).unwrap();
     assert_eq!(read(root.join("a/b/c/memory.high")), "90000000");
 
@@ -385,18 +370,14 @@ fn v2_unified_keys_are_written_as_given_and_unsafe_keys_are_refused() {
 
 #[test]
 fn a_rejected_value_names_the_file_and_the_value() {
-    let temp = TempDir::new();
-    let root = temp.0.join("cgroup");
+    let temp = TestDir::new("cgroup");
+    let root = temp.join("cgroup");
     let cgroup = Cgroup::create_in(v2_layout(&root), Some("/a/b/c"), "id", None).unwrap();
     // A directory where a control file should be makes the write fail, as
     // the kernel's EINVAL would.
     fs::remove_file(root.join("a/b/c/pids.max")).unwrap();
     fs::create_dir(root.join("a/b/c/pids.max")).unwrap();
-    let resources = LinuxResourcesBuilder::default()
-        .pids(LinuxPidsBuilder::default().limit(5_i64).build().unwrap())
-        .build()
-        .unwrap();
-    let message = cgroup.apply(&resources).unwrap_err().to_string();
+    let message = cgroup.apply(&pids_limit(5)).unwrap_err().to_string();
     assert!(message.contains("pids.max"), "{message}");
     assert!(message.contains("\"5\""), "{message}");
 }
@@ -464,8 +445,8 @@ fn blkio_weight_to_io_weight_conversion_follows_runc() {
 
 #[test]
 fn v2_io_prefers_bfq_weights_and_merges_throttles_per_device() {
-    let temp = TempDir::new();
-    let root = temp.0.join("cgroup");
+    let temp = TestDir::new("cgroup");
+    let root = temp.join("cgroup");
     let hierarchy = v2_layout(&root);
     fs::write(root.join("a/b/c/io.bfq.weight"), "default 100").unwrap();
     let cgroup = Cgroup::load_in(hierarchy, Some("/a/b/c"), "id").unwrap();
@@ -498,8 +479,8 @@ fn v2_io_prefers_bfq_weights_and_merges_throttles_per_device() {
 
 #[test]
 fn v2_settings_without_a_v2_file_are_reported() {
-    let temp = TempDir::new();
-    let root = temp.0.join("cgroup");
+    let temp = TestDir::new("cgroup");
+    let root = temp.join("cgroup");
     let cgroup = Cgroup::create_in(v2_layout(&root), Some("/a/b/c"), "id", None).unwrap();
     let resources = LinuxResourcesBuilder::default()
         .memory(
@@ -524,8 +505,8 @@ fn v2_settings_without_a_v2_file_are_reported() {
 
 #[test]
 fn v2_realtime_cpu_settings_are_refused() {
-    let temp = TempDir::new();
-    let root = temp.0.join("cgroup");
+    let temp = TestDir::new("cgroup");
+    let root = temp.join("cgroup");
     let cgroup = Cgroup::create_in(v2_layout(&root), Some("/a/b/c"), "id", None).unwrap();
     let resources = LinuxResourcesBuilder::default()
         .cpu(
@@ -576,6 +557,17 @@ fn v1_layout(root: &Path) -> Hierarchy {
     )
 }
 
+/// A v1 layout with one hierarchy per controller, each mounted at
+/// `root/<controller>`, and no unified mount.
+fn v1_hierarchies(root: &Path, controllers: &[&str]) -> Hierarchy {
+    Hierarchy::legacy(
+        controllers
+            .iter()
+            .map(|controller| (root.join(controller), vec![controller.to_string()])),
+        None,
+    )
+}
+
 /// The control files of the container's directory in each v1 hierarchy.
 fn populate_v1_leaf(root: &Path, relative: &str) {
     let files: &[(&str, &[(&str, &str)])] = &[
@@ -615,8 +607,8 @@ fn populate_v1_leaf(root: &Path, relative: &str) {
 
 #[test]
 fn v1_create_writes_each_resource_to_its_controller() {
-    let temp = TempDir::new();
-    let root = temp.0.clone();
+    let temp = TestDir::new("cgroup");
+    let root = temp.path().to_path_buf();
     let hierarchy = v1_layout(&root);
     populate_v1_leaf(&root, "husk/ctr");
     let cgroup = Cgroup::create_in(hierarchy, None, "ctr", Some(&full_resources())).unwrap();
@@ -696,15 +688,9 @@ fn v1_device_rules_are_formatted_for_the_devices_cgroup() {
 
 #[test]
 fn v1_create_makes_every_directory_and_destroy_removes_only_what_it_made() {
-    let temp = TempDir::new();
-    let root = temp.0.clone();
-    let hierarchy = Hierarchy::legacy(
-        [
-            (root.join("memory"), vec!["memory".to_string()]),
-            (root.join("pids"), vec!["pids".to_string()]),
-        ],
-        None,
-    );
+    let temp = TestDir::new("cgroup");
+    let root = temp.path().to_path_buf();
+    let hierarchy = v1_hierarchies(&root, &["memory", "pids"]);
     fs::create_dir_all(root.join("memory/existing")).unwrap();
     fs::create_dir_all(root.join("pids")).unwrap();
     let cgroup = Cgroup::create_in(hierarchy, Some("/existing/new/leaf"), "id", None).unwrap();
@@ -720,28 +706,19 @@ fn v1_create_makes_every_directory_and_destroy_removes_only_what_it_made() {
 
 #[test]
 fn a_failed_create_leaves_nothing_behind() {
-    let temp = TempDir::new();
-    let root = temp.0.clone();
-    let hierarchy = Hierarchy::legacy(
-        [
-            (root.join("memory"), vec!["memory".to_string()]),
-            (root.join("pids"), vec!["pids".to_string()]),
-        ],
-        None,
-    );
+    let temp = TestDir::new("cgroup");
+    let root = temp.path().to_path_buf();
+    let hierarchy = v1_hierarchies(&root, &["memory", "pids"]);
     fs::create_dir_all(root.join("memory")).unwrap();
     fs::create_dir_all(root.join("pids")).unwrap();
-    let resources = LinuxResourcesBuilder::default()
-        .memory(
-            LinuxMemoryBuilder::default()
-                .limit(1_048_576_i64)
-                .build()
-                .unwrap(),
-        )
-        .build()
-        .unwrap();
     // The new directories have no memory.limit_in_bytes: the write fails.
-    let error = Cgroup::create_in(hierarchy, Some("/x/y"), "id", Some(&resources)).unwrap_err();
+    let error = Cgroup::create_in(
+        hierarchy,
+        Some("/x/y"),
+        "id",
+        Some(&memory_limit(1_048_576)),
+    )
+    .unwrap_err();
     let message = error.to_string();
     assert!(message.contains("memory.limit_in_bytes"), "{message}");
     assert!(message.contains("1048576"), "{message}");
@@ -751,30 +728,19 @@ fn a_failed_create_leaves_nothing_behind() {
 
 #[test]
 fn v1_refuses_unified_resources_and_limits_without_a_controller() {
-    let temp = TempDir::new();
-    let root = temp.0.clone();
-    let hierarchy = Hierarchy::legacy([(root.join("memory"), vec!["memory".to_string()])], None);
+    let temp = TestDir::new("cgroup");
+    let root = temp.path().to_path_buf();
+    let hierarchy = v1_hierarchies(&root, &["memory"]);
     fs::create_dir_all(root.join("memory/c")).unwrap();
     let cgroup = Cgroup::load_in(hierarchy, Some("/c"), "id").unwrap();
 
-    let unified = LinuxResourcesBuilder::default()
-        .unified(HashMap::from([(
-            "memory.high".to_string(),
-            "1".to_string(),
-        )]))
-        .build()
-        .unwrap();
-    let error = cgroup.apply(&unified).unwrap_err();
+    let error = cgroup.apply(&unified("memory.high", "1")).unwrap_err();
     assert!(
         error.to_string().contains("linux.resources.unified"),
         "{error}"
     );
 
-    let pids = LinuxResourcesBuilder::default()
-        .pids(LinuxPidsBuilder::default().limit(10_i64).build().unwrap())
-        .build()
-        .unwrap();
-    let error = cgroup.apply(&pids).unwrap_err();
+    let error = cgroup.apply(&pids_limit(10)).unwrap_err();
     assert!(
         matches!(
             error,
@@ -789,8 +755,8 @@ fn v1_refuses_unified_resources_and_limits_without_a_controller() {
 
 #[test]
 fn v1_cpuset_directories_inherit_cpus_and_mems_from_their_parent() {
-    let temp = TempDir::new();
-    let root = temp.0.clone();
+    let temp = TestDir::new("cgroup");
+    let root = temp.path().to_path_buf();
     populate(
         &root.join("cpuset"),
         &[("cpuset.cpus", "0-3"), ("cpuset.mems", "0")],
@@ -803,7 +769,7 @@ fn v1_cpuset_directories_inherit_cpus_and_mems_from_their_parent() {
         &root.join("cpuset/pod/ctr"),
         &[("cpuset.cpus", ""), ("cpuset.mems", "")],
     );
-    let hierarchy = Hierarchy::legacy([(root.join("cpuset"), vec!["cpuset".to_string()])], None);
+    let hierarchy = v1_hierarchies(&root, &["cpuset"]);
     Cgroup::create_in(hierarchy, Some("/pod/ctr"), "id", None).unwrap();
     assert_eq!(read(root.join("cpuset/pod/cpuset.cpus")), "0-3");
     assert_eq!(read(root.join("cpuset/pod/ctr/cpuset.cpus")), "0-3");
@@ -838,48 +804,39 @@ fn default_device_rules_are_runcs_allow_list() {
 
 #[test]
 fn load_tolerates_a_hierarchy_whose_directory_is_gone() {
-    let temp = TempDir::new();
-    fs::create_dir_all(temp.0.join("memory/husk/c")).unwrap();
-    fs::create_dir_all(temp.0.join("pids")).unwrap();
-    let hierarchy = Hierarchy::legacy(
-        [
-            (temp.0.join("memory"), vec!["memory".to_string()]),
-            (temp.0.join("pids"), vec!["pids".to_string()]),
-        ],
-        None,
-    );
+    let temp = TestDir::new("cgroup");
+    fs::create_dir_all(temp.join("memory/husk/c")).unwrap();
+    fs::create_dir_all(temp.join("pids")).unwrap();
+    let hierarchy = v1_hierarchies(temp.path(), &["memory", "pids"]);
     let cgroup = Cgroup::load_in(hierarchy, None, "c").unwrap();
     cgroup.destroy().unwrap();
-    assert!(!temp.0.join("memory/husk/c").exists());
+    assert!(!temp.join("memory/husk/c").exists());
     // The shared parent stays.
-    assert!(temp.0.join("memory/husk").is_dir());
+    assert!(temp.join("memory/husk").is_dir());
 }
 
 #[test]
 fn load_of_a_missing_cgroup_says_so() {
-    let temp = TempDir::new();
-    let error = Cgroup::load_in(Hierarchy::unified(&temp.0), None, "gone").unwrap_err();
+    let temp = TestDir::new("cgroup");
+    let error = Cgroup::load_in(Hierarchy::unified(temp.path()), None, "gone").unwrap_err();
     assert!(matches!(error, CgroupError::NotFound { .. }), "{error}");
     assert!(error.to_string().contains("husk/gone"), "{error}");
 }
 
 #[test]
 fn processes_include_descendant_cgroups() {
-    let temp = TempDir::new();
-    populate(&temp.0.join("husk/c"), &[("cgroup.procs", "30\n10\n")]);
-    populate(
-        &temp.0.join("husk/c/inner"),
-        &[("cgroup.procs", "20\n10\n")],
-    );
-    let cgroup = Cgroup::load_in(Hierarchy::unified(&temp.0), None, "c").unwrap();
+    let temp = TestDir::new("cgroup");
+    populate(&temp.join("husk/c"), &[("cgroup.procs", "30\n10\n")]);
+    populate(&temp.join("husk/c/inner"), &[("cgroup.procs", "20\n10\n")]);
+    let cgroup = Cgroup::load_in(Hierarchy::unified(temp.path()), None, "c").unwrap();
     assert_eq!(cgroup.processes().unwrap(), vec![10, 20, 30]);
 }
 
 #[test]
 fn v2_stats_come_from_the_controller_files() {
-    let temp = TempDir::new();
+    let temp = TestDir::new("cgroup");
     populate(
-        &temp.0.join("husk/c"),
+        &temp.join("husk/c"),
         &[
             (
                 "cpu.stat",
@@ -898,7 +855,7 @@ fn v2_stats_come_from_the_controller_files() {
             ),
         ],
     );
-    let cgroup = Cgroup::load_in(Hierarchy::unified(&temp.0), None, "c").unwrap();
+    let cgroup = Cgroup::load_in(Hierarchy::unified(temp.path()), None, "c").unwrap();
     let stats = cgroup.stats().unwrap();
     assert_eq!(
         stats,
@@ -935,16 +892,9 @@ fn v2_stats_come_from_the_controller_files() {
 
 #[test]
 fn v1_stats_convert_units_and_unlimited_values() {
-    let temp = TempDir::new();
-    let root = temp.0.clone();
-    let hierarchy = Hierarchy::legacy(
-        [
-            (root.join("cpuacct"), vec!["cpuacct".to_string()]),
-            (root.join("memory"), vec!["memory".to_string()]),
-            (root.join("pids"), vec!["pids".to_string()]),
-        ],
-        None,
-    );
+    let temp = TestDir::new("cgroup");
+    let root = temp.path().to_path_buf();
+    let hierarchy = v1_hierarchies(&root, &["cpuacct", "memory", "pids"]);
     populate(
         &root.join("cpuacct/husk/c"),
         &[
@@ -999,28 +949,25 @@ fn v1_stats_convert_units_and_unlimited_values() {
 
 #[test]
 fn freeze_and_thaw_write_the_freezer_files() {
-    let temp = TempDir::new();
+    let temp = TestDir::new("cgroup");
     populate(
-        &temp.0.join("husk/c"),
+        &temp.join("husk/c"),
         &[
             ("cgroup.freeze", "0"),
             // What the kernel reports once every task has stopped.
             ("cgroup.events", "populated 1\nfrozen 1\n"),
         ],
     );
-    let cgroup = Cgroup::load_in(Hierarchy::unified(&temp.0), None, "c").unwrap();
+    let cgroup = Cgroup::load_in(Hierarchy::unified(temp.path()), None, "c").unwrap();
     cgroup.freeze().unwrap();
-    assert_eq!(read(temp.0.join("husk/c/cgroup.freeze")), "1");
+    assert_eq!(read(temp.join("husk/c/cgroup.freeze")), "1");
 
-    let v1_root = temp.0.join("v1");
+    let v1_root = temp.join("v1");
     populate(
         &v1_root.join("freezer/husk/c"),
         &[("freezer.state", "THAWED")],
     );
-    let hierarchy = Hierarchy::legacy(
-        [(v1_root.join("freezer"), vec!["freezer".to_string()])],
-        None,
-    );
+    let hierarchy = v1_hierarchies(&v1_root, &["freezer"]);
     let cgroup = Cgroup::load_in(hierarchy, None, "c").unwrap();
     cgroup.freeze().unwrap();
     assert_eq!(read(v1_root.join("freezer/husk/c/freezer.state")), "FROZEN");
@@ -1030,9 +977,9 @@ fn freeze_and_thaw_write_the_freezer_files() {
 
 #[test]
 fn pause_without_a_freezer_names_the_missing_controller() {
-    let temp = TempDir::new();
-    fs::create_dir_all(temp.0.join("memory/husk/c")).unwrap();
-    let hierarchy = Hierarchy::legacy([(temp.0.join("memory"), vec!["memory".to_string()])], None);
+    let temp = TestDir::new("cgroup");
+    fs::create_dir_all(temp.join("memory/husk/c")).unwrap();
+    let hierarchy = v1_hierarchies(temp.path(), &["memory"]);
     let cgroup = Cgroup::load_in(hierarchy, None, "c").unwrap();
     let error = cgroup.freeze().unwrap_err();
     assert!(error.to_string().contains("freezer"), "{error}");

@@ -124,72 +124,63 @@ mod tests {
     use std::fs;
 
     use super::*;
+    use crate::engine::test_bundle::TestDir;
 
-    struct Root(PathBuf);
-
-    impl Root {
-        fn new(name: &str) -> Self {
-            let path =
-                std::env::temp_dir().join(format!("husk-exec-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(path.join("bin")).unwrap();
-            fs::create_dir_all(path.join("usr/bin")).unwrap();
-            let write = |relative: &str, mode: u32| {
-                let file = path.join(relative);
-                fs::write(&file, "#!/bin/sh\n").unwrap();
-                fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
-            };
-            write("bin/plain", 0o644);
-            write("usr/bin/plain", 0o755);
-            write("usr/bin/tool", 0o755);
-            write("data", 0o644);
-            Self(path)
-        }
-    }
-
-    impl Drop for Root {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
+    /// A root with /bin and /usr/bin holding scripts, some of them not
+    /// executable.
+    fn root_with_programs(name: &str) -> TestDir {
+        let root = TestDir::new(name);
+        fs::create_dir_all(root.join("bin")).unwrap();
+        fs::create_dir_all(root.join("usr/bin")).unwrap();
+        let write = |relative: &str, mode: u32| {
+            let file = root.join(relative);
+            fs::write(&file, "#!/bin/sh\n").unwrap();
+            fs::set_permissions(&file, fs::Permissions::from_mode(mode)).unwrap();
+        };
+        write("bin/plain", 0o644);
+        write("usr/bin/plain", 0o755);
+        write("usr/bin/tool", 0o755);
+        write("data", 0o644);
+        root
     }
 
     #[test]
     fn path_search_skips_non_executables() {
-        let root = Root::new("search");
-        let found = find_executable("plain", Some("/bin:/usr/bin"), &root.0).unwrap();
+        let root = root_with_programs("exec-search");
+        let found = find_executable("plain", Some("/bin:/usr/bin"), root.path()).unwrap();
         assert_eq!(found, Path::new("/usr/bin/plain"));
     }
 
     #[test]
     fn not_in_path_is_runcs_message_and_127() {
-        let root = Root::new("missing");
-        let error = find_executable("foo", Some("/bin:/usr/bin"), &root.0).unwrap_err();
+        let root = root_with_programs("exec-missing");
+        let error = find_executable("foo", Some("/bin:/usr/bin"), root.path()).unwrap_err();
         assert_eq!(
             error.to_string(),
             "exec: \"foo\": executable file not found in $PATH"
         );
         assert_eq!(error.exit_code(), 127);
-        let error = find_executable("tool", None, &root.0).unwrap_err();
+        let error = find_executable("tool", None, root.path()).unwrap_err();
         assert_eq!(error.exit_code(), 127, "no PATH means nothing is searched");
     }
 
     #[test]
     fn explicit_paths_are_checked_as_they_are() {
-        let root = Root::new("explicit");
+        let root = root_with_programs("exec-explicit");
         assert_eq!(
-            find_executable("/usr/bin/tool", None, &root.0).unwrap(),
+            find_executable("/usr/bin/tool", None, root.path()).unwrap(),
             Path::new("/usr/bin/tool")
         );
-        let error = find_executable("/data", None, &root.0).unwrap_err();
+        let error = find_executable("/data", None, root.path()).unwrap_err();
         assert_eq!(error.to_string(), "exec: \"/data\": permission denied");
         assert_eq!(error.exit_code(), 126);
-        let error = find_executable("/nope", None, &root.0).unwrap_err();
+        let error = find_executable("/nope", None, root.path()).unwrap_err();
         assert_eq!(
             error.to_string(),
             "exec: \"/nope\": stat /nope: No such file or directory"
         );
         assert_eq!(error.exit_code(), 127);
-        let error = find_executable("/bin", None, &root.0).unwrap_err();
+        let error = find_executable("/bin", None, root.path()).unwrap_err();
         assert_eq!(error.exit_code(), 126);
     }
 

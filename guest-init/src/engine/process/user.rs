@@ -28,15 +28,20 @@ pub struct GroupEntry {
     pub members: Vec<String>,
 }
 
-/// Lines that do not parse are skipped, as the C library does.
-pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+/// The colon-separated fields of each line of a passwd(5) or group(5) file
+/// that has at least `required` of them; blank lines, comments and short
+/// lines are skipped, as the C library does.
+fn records(text: &str, required: usize) -> impl Iterator<Item = Vec<&str>> {
     text.lines()
         .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.len() < 4 {
-                return None;
-            }
+        .map(|line| line.split(':').collect::<Vec<&str>>())
+        .filter(move |fields| fields.len() >= required)
+}
+
+/// Lines that do not parse are skipped, as the C library does.
+pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
+    records(text, 4)
+        .filter_map(|fields| {
             Some(PasswdEntry {
                 name: fields[0].to_owned(),
                 uid: fields[2].trim().parse().ok()?,
@@ -48,13 +53,8 @@ pub fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
 }
 
 pub fn parse_group(text: &str) -> Vec<GroupEntry> {
-    text.lines()
-        .filter(|line| !line.trim().is_empty() && !line.starts_with('#'))
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(':').collect();
-            if fields.len() < 3 {
-                return None;
-            }
+    records(text, 3)
+        .filter_map(|fields| {
             Some(GroupEntry {
                 name: fields[0].to_owned(),
                 gid: fields[2].trim().parse().ok()?,

@@ -80,72 +80,55 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     use super::*;
-
-    struct Root(PathBuf);
-
-    impl Root {
-        fn new(name: &str) -> Self {
-            let path =
-                std::env::temp_dir().join(format!("husk-join-{name}-{}", std::process::id()));
-            let _ = fs::remove_dir_all(&path);
-            fs::create_dir_all(&path).unwrap();
-            Self(path)
-        }
-    }
-
-    impl Drop for Root {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::engine::test_bundle::TestDir;
 
     #[test]
     fn plain_paths_are_joined() {
-        let root = Root::new("plain");
+        let root = TestDir::new("join-plain");
         assert_eq!(
-            secure_join(&root.0, Path::new("/a/b/c")).unwrap(),
-            root.0.join("a/b/c")
+            secure_join(root.path(), Path::new("/a/b/c")).unwrap(),
+            root.join("a/b/c")
         );
     }
 
     #[test]
     fn dot_dot_stops_at_the_root() {
-        let root = Root::new("dotdot");
+        let root = TestDir::new("join-dotdot");
         assert_eq!(
-            secure_join(&root.0, Path::new("/../../etc/passwd")).unwrap(),
-            root.0.join("etc/passwd")
+            secure_join(root.path(), Path::new("/../../etc/passwd")).unwrap(),
+            root.join("etc/passwd")
         );
     }
 
     #[test]
     fn absolute_symlinks_restart_at_the_root() {
-        let root = Root::new("abs");
-        fs::create_dir_all(root.0.join("real")).unwrap();
-        symlink("/../../real", root.0.join("data")).unwrap();
+        let root = TestDir::new("join-abs");
+        fs::create_dir_all(root.join("real")).unwrap();
+        symlink("/../../real", root.join("data")).unwrap();
         assert_eq!(
-            secure_join(&root.0, Path::new("/data/file")).unwrap(),
-            root.0.join("real/file")
+            secure_join(root.path(), Path::new("/data/file")).unwrap(),
+            root.join("real/file")
         );
     }
 
     #[test]
     fn relative_symlinks_resolve_from_their_directory() {
-        let root = Root::new("rel");
-        fs::create_dir_all(root.0.join("usr/lib")).unwrap();
-        fs::create_dir_all(root.0.join("lib")).unwrap();
-        symlink("../../../../lib", root.0.join("usr/lib/escape")).unwrap();
+        let root = TestDir::new("join-rel");
+        fs::create_dir_all(root.join("usr/lib")).unwrap();
+        fs::create_dir_all(root.join("lib")).unwrap();
+        symlink("../../../../lib", root.join("usr/lib/escape")).unwrap();
         assert_eq!(
-            secure_join(&root.0, Path::new("/usr/lib/escape/x")).unwrap(),
-            root.0.join("lib/x")
+            secure_join(root.path(), Path::new("/usr/lib/escape/x")).unwrap(),
+            root.join("lib/x")
         );
     }
 
     #[test]
     fn symlink_loops_fail_with_eloop() {
-        let root = Root::new("loop");
-        symlink("/b", root.0.join("a")).unwrap();
-        symlink("/a", root.0.join("b")).unwrap();
-        let error = secure_join(&root.0, Path::new("/a")).unwrap_err();
+        let root = TestDir::new("join-loop");
+        symlink("/b", root.join("a")).unwrap();
+        symlink("/a", root.join("b")).unwrap();
+        let error = secure_join(root.path(), Path::new("/a")).unwrap_err();
         assert_eq!(error.raw_os_error(), Some(libc::ELOOP));
     }
 }

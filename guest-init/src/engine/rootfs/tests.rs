@@ -8,7 +8,7 @@ use serde_json::json;
 use super::*;
 use crate::engine::rootfs::cgroup::Hierarchy;
 use crate::engine::syscall::{Call, RecordingSyscall};
-use crate::engine::test_bundle::TestBundle;
+use crate::engine::test_bundle::{TestBundle, TestDir};
 
 fn mount(
     source: Option<&str>,
@@ -226,9 +226,8 @@ fn runc_default_spec_mounts_in_order() {
 
 #[test]
 fn bind_mounts_follow_symlinks_inside_the_root_only() {
-    let host_dir = std::env::temp_dir().join(format!("husk-unit-bind-src-{}", std::process::id()));
-    std::fs::create_dir_all(&host_dir).unwrap();
-    let source = host_dir.to_str().unwrap().to_owned();
+    let host_dir = TestDir::new("bind-src");
+    let source = host_dir.path().to_str().unwrap().to_owned();
     let test = TestBundle::new("rootfs-bind", |config| {
         config["mounts"] = json!([
             {"destination": "/data", "type": "bind", "source": source, "options": ["rbind", "ro", "nosuid", "rprivate"]},
@@ -241,7 +240,6 @@ fn bind_mounts_follow_symlinks_inside_the_root_only() {
     let cgroups = CgroupMountSource::None;
     let syscall = RecordingSyscall::new();
     prepare(&syscall, &plan(&test, &cgroups)).unwrap();
-    let _ = std::fs::remove_dir_all(&host_dir);
 
     let flags = libc::MS_BIND | libc::MS_REC | libc::MS_RDONLY | NOSUID;
     let calls = syscall.calls();
@@ -263,8 +261,8 @@ fn bind_mounts_follow_symlinks_inside_the_root_only() {
 
 #[test]
 fn a_file_bind_source_gets_a_file_mount_point() {
-    let host_file =
-        std::env::temp_dir().join(format!("husk-unit-bind-file-{}", std::process::id()));
+    let host_dir = TestDir::new("bind-file");
+    let host_file = host_dir.join("hostname");
     std::fs::write(&host_file, "x").unwrap();
     let source = host_file.to_str().unwrap().to_owned();
     let test = TestBundle::new("rootfs-bind-file", |config| {
@@ -272,7 +270,6 @@ fn a_file_bind_source_gets_a_file_mount_point() {
     });
     let cgroups = CgroupMountSource::None;
     prepare(&RecordingSyscall::new(), &plan(&test, &cgroups)).unwrap();
-    let _ = std::fs::remove_file(&host_file);
     assert!(test.rootfs().join("etc/hostname").is_file());
 }
 

@@ -9,6 +9,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use oci_spec::runtime::LinuxSeccomp;
 
 use super::*;
+use crate::engine::test_bundle::TestDir;
 
 fn profile(json: &str) -> LinuxSeccomp {
     serde_json::from_str(json).unwrap_or_else(|error| panic!("test profile: {error}\n{json}"))
@@ -135,6 +136,13 @@ fn error_text(json: &str) -> String {
     compile(&profile(json)).unwrap_err().to_string()
 }
 
+/// Fails unless compiling `json` is refused with a message that starts with
+/// `field`, the profile field at fault.
+fn assert_refused_naming(json: &str, field: &str) {
+    let message = error_text(json);
+    assert!(message.starts_with(field), "{message}");
+}
+
 #[test]
 fn notify_is_refused_naming_the_entry() {
     let message = error_text(
@@ -157,26 +165,20 @@ fn notify_is_refused_naming_the_entry() {
 
 #[test]
 fn an_argument_index_above_five_is_refused() {
-    let message = error_text(
+    assert_refused_naming(
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["mmap"], "action": "SCMP_ACT_ERRNO", "args": [
                 {"index": 0, "value": 0, "op": "SCMP_CMP_EQ"},
                 {"index": 6, "value": 0, "op": "SCMP_CMP_EQ"}]}]}"#,
-    );
-    assert!(
-        message.starts_with("linux.seccomp.syscalls[0].args[1].index: 6 is not"),
-        "{message}"
+        "linux.seccomp.syscalls[0].args[1].index: 6 is not",
     );
 }
 
 #[test]
 fn architectures_must_include_x86_64() {
-    let message = error_text(
+    assert_refused_naming(
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_AARCH64"]}"#,
-    );
-    assert!(
-        message.starts_with("linux.seccomp.architectures"),
-        "{message}"
+        "linux.seccomp.architectures",
     );
     // x86 and x32 next to x86_64, as in Docker's profile, are accepted.
     compile(&profile(
@@ -207,30 +209,23 @@ fn flags_map_to_seccomp_flags_and_notify_only_flags_are_refused() {
 
 #[test]
 fn an_errno_that_does_not_fit_sixteen_bits_is_refused() {
-    let message = error_text(
+    assert_refused_naming(
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": ["read"], "action": "SCMP_ACT_ERRNO", "errnoRet": 70000}]}"#,
+        "linux.seccomp.syscalls[0].errnoRet: 70000",
     );
-    assert!(
-        message.starts_with("linux.seccomp.syscalls[0].errnoRet: 70000"),
-        "{message}"
-    );
-    let message = error_text(r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 65536}"#);
-    assert!(
-        message.starts_with("linux.seccomp.defaultErrnoRet: 65536"),
-        "{message}"
+    assert_refused_naming(
+        r#"{"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 65536}"#,
+        "linux.seccomp.defaultErrnoRet: 65536",
     );
 }
 
 #[test]
 fn an_entry_without_names_is_refused() {
-    let message = error_text(
+    assert_refused_naming(
         r#"{"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
             {"names": [], "action": "SCMP_ACT_ERRNO"}]}"#,
-    );
-    assert!(
-        message.starts_with("linux.seccomp.syscalls[0].names"),
-        "{message}"
+        "linux.seccomp.syscalls[0].names",
     );
 }
 
@@ -321,9 +316,7 @@ fn errno_rules_argument_conditions_and_the_default_action() {
             {"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}]}"#,
     ))
     .unwrap();
-    let dir = std::env::temp_dir().join(format!("husk-seccomp-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = TestDir::new("seccomp-mkdir");
     let private = CString::new(dir.join("private").into_os_string().into_encoded_bytes()).unwrap();
     let shared = CString::new(dir.join("shared").into_os_string().into_encoded_bytes()).unwrap();
     let mkdir = |path: &CString, mode: libc::c_long| {
@@ -341,7 +334,6 @@ fn errno_rules_argument_conditions_and_the_default_action() {
         ],
     );
     let created = (dir.join("private").exists(), dir.join("shared").exists());
-    let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(
         outcome,
         Outcome::Exited {

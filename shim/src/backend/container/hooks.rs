@@ -6,10 +6,7 @@
 //! hook is logged as a warning and the operation goes on, so nothing here
 //! returns an error.
 
-use std::collections::HashMap;
-use std::path::Path;
-
-use husk_init::engine::hooks::{run_hooks, HookStage};
+use husk_init::engine::hooks::{container_state, run_hooks_in, HookStage};
 use husk_init::engine::{error_chain, Bundle};
 use oci_spec::runtime::{ContainerState, State};
 
@@ -19,18 +16,14 @@ use crate::state::ContainerRecord;
 /// The runtime-spec state a hook reads on stdin (runtime.md "State").
 /// `pid` is given while the process exists (created and running).
 pub fn hook_state(container: &ContainerRecord, status: ContainerState, pid: Option<i32>) -> State {
-    let mut state = State::default();
-    state
-        .set_version(container.oci_version.clone())
-        .set_id(container.id.clone())
-        .set_status(status)
-        .set_pid(pid)
-        .set_bundle(container.bundle.clone())
-        .set_annotations(
-            Some(container.annotations.clone())
-                .filter(|annotations: &HashMap<_, _>| !annotations.is_empty()),
-        );
-    state
+    container_state(
+        &container.oci_version,
+        &container.id,
+        status,
+        pid,
+        &container.bundle,
+        (!container.annotations.is_empty()).then(|| container.annotations.clone()),
+    )
 }
 
 /// Runs `stage`'s hooks of `bundle` with `state` on their stdin and the
@@ -40,11 +33,7 @@ pub fn run_stage_with_warnings(bundle: &Bundle, stage: HookStage, state: &State)
     let Some(hooks) = bundle.spec.hooks().as_ref() else {
         return;
     };
-    let hooks = stage.hooks_in(hooks);
-    if hooks.is_empty() {
-        return;
-    }
-    let outcome = in_directory(&bundle.path, || run_hooks(hooks, stage, state));
+    let outcome = run_hooks_in(&bundle.path, stage.hooks_in(hooks), stage, state);
     if let Err(error) = outcome {
         logging::warning(format!(
             "container {}: hooks.{stage}: {}",
@@ -54,48 +43,25 @@ pub fn run_stage_with_warnings(bundle: &Bundle, stage: HookStage, state: &State)
     }
 }
 
-/// Runs `work` with `directory` as the working directory when it still
-/// exists (containerd may delete after removing the bundle), then returns
-/// to the previous one.
-fn in_directory<T>(directory: &Path, work: impl FnOnce() -> T) -> T {
-    let previous = std::env::current_dir().ok();
-    let moved = std::env::set_current_dir(directory).is_ok();
-    let result = work();
-    if let (true, Some(previous)) = (moved, previous) {
-        let _ = std::env::set_current_dir(previous);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
+    use std::collections::HashMap;
     use std::fs;
-    use std::path::PathBuf;
+    use std::path::Path;
 
     use husk_init::engine::load_bundle;
 
     use super::*;
-    use crate::backend::BackendKind;
-    use crate::state::{BackendPaths, HuskRecord, Status};
+    use crate::backend::test_record;
+    use crate::state::Status;
 
     fn record(annotations: HashMap<String, String>) -> ContainerRecord {
         ContainerRecord {
             oci_version: "1.2.0".to_string(),
-            id: "c1".to_string(),
             status: Status::Running,
             pid: 42,
-            bundle: PathBuf::from("/bundles/b1"),
             annotations,
-            husk: HuskRecord {
-                backend: BackendKind::Container,
-                created: String::new(),
-                rootfs: PathBuf::from("/bundles/b1/rootfs"),
-                pid_start_time: None,
-                paths: BackendPaths::default(),
-                timings_micros: BTreeMap::new(),
-            },
-            state_dir: PathBuf::new(),
+            ..test_record(Path::new("/bundles/b1"), Path::new(""))
         }
     }
 

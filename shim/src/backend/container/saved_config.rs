@@ -91,14 +91,12 @@ pub fn load(container: &ContainerRecord) -> Result<Bundle, SavedConfigError> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::{BTreeMap, HashMap};
     use std::os::unix::fs::PermissionsExt;
 
     use husk_init::engine::load_bundle;
 
     use super::*;
-    use crate::backend::BackendKind;
-    use crate::state::{BackendPaths, HuskRecord, Status};
+    use crate::backend::test_record;
 
     fn bundle_in(directory: &Path) -> Bundle {
         fs::create_dir_all(directory.join("rootfs")).unwrap();
@@ -119,23 +117,9 @@ mod tests {
     }
 
     fn record_for(bundle: &Bundle, state_dir: &Path) -> ContainerRecord {
-        ContainerRecord {
-            oci_version: "1.3.0".to_string(),
-            id: "c1".to_string(),
-            status: Status::Created,
-            pid: 1,
-            bundle: bundle.path.clone(),
-            annotations: HashMap::new(),
-            husk: HuskRecord {
-                backend: BackendKind::Container,
-                created: String::new(),
-                rootfs: bundle.rootfs.clone(),
-                pid_start_time: None,
-                paths: BackendPaths::default(),
-                timings_micros: BTreeMap::new(),
-            },
-            state_dir: state_dir.to_path_buf(),
-        }
+        let mut record = test_record(&bundle.path, state_dir);
+        record.husk.rootfs = bundle.rootfs.clone();
+        record
     }
 
     #[test]
