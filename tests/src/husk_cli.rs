@@ -7,6 +7,8 @@
 //! Needs root and a built husk (`cargo build -p husk-shim`, or
 //! `HUSK_BIN=/path/to/husk`).
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::io::{ErrorKind, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
@@ -136,13 +138,17 @@ impl RunningHusk {
 pub struct Husk {
     scratch: Scratch,
     binary: PathBuf,
-    backend_flag: bool,
+    /// The `--backend` every call passes, if any.
+    backend: Option<String>,
+    /// Variables set for every call besides HUSK_CONFIG.
+    environment: Vec<(String, OsString)>,
     calls: std::cell::Cell<u32>,
 }
 
 impl Husk {
     /// A fresh root for the test `name`, every call with `--backend
-    /// container`. Makes the test process a subreaper.
+    /// container` (see [`Husk::with_backend`]). Makes the test process a
+    /// subreaper.
     pub fn new(name: &str) -> Husk {
         require_root("the container backend creates namespaces, mounts and cgroups");
         become_subreaper();
@@ -153,14 +159,27 @@ impl Husk {
         Husk {
             scratch,
             binary: husk_binary(),
-            backend_flag: true,
+            backend: Some("container".to_string()),
+            environment: Vec::new(),
             calls: std::cell::Cell::new(0),
         }
     }
 
     /// Calls without `--backend`: the bundle's annotation decides.
     pub fn without_backend_flag(mut self) -> Husk {
-        self.backend_flag = false;
+        self.backend = None;
+        self
+    }
+
+    /// Every call with `--backend backend` ("vm" or "container").
+    pub fn with_backend(mut self, backend: &str) -> Husk {
+        self.backend = Some(backend.to_string());
+        self
+    }
+
+    /// Every call with the environment variable `name` set to `value`.
+    pub fn with_env(mut self, name: &str, value: impl Into<OsString>) -> Husk {
+        self.environment.push((name.to_string(), value.into()));
         self
     }
 
@@ -174,17 +193,18 @@ impl Husk {
         self.scratch.file(name)
     }
 
-    /// `husk --root ROOT [--backend container] ARGS...`, stdin from
+    /// `husk --root ROOT [--backend BACKEND] ARGS...`, stdin from
     /// /dev/null.
     pub fn command(&self, args: &[&str]) -> Command {
         let mut command = Command::new(&self.binary);
         command.arg("--root").arg(self.root());
-        if self.backend_flag {
-            command.args(["--backend", "container"]);
+        if let Some(backend) = &self.backend {
+            command.args(["--backend", backend]);
         }
         command
             .args(args)
             .env("HUSK_CONFIG", self.file("husk-config.json"))
+            .envs(self.environment.iter().map(|(name, value)| (name, value)))
             .stdin(Stdio::null());
         command
     }
@@ -373,6 +393,10 @@ pub fn send_signal(pid: i32, signal: i32) {
     );
 }
 
+/// The parent of the containers' default cgroups: the engine's default
+/// cgroupsPath is `/husk/<id>`.
+const CGROUP_PARENT: &str = "husk";
+
 /// The cgroup mounts of this host: (mount point, filesystem type, super
 /// options), from /proc/self/mountinfo (proc(5)).
 fn cgroup_mounts() -> Vec<(PathBuf, String, String)> {
@@ -402,7 +426,7 @@ fn cgroup_mounts() -> Vec<(PathBuf, String, String)> {
 pub fn container_cgroup_dirs(id: &str) -> Vec<PathBuf> {
     cgroup_mounts()
         .into_iter()
-        .map(|(mount_point, _, _)| mount_point.join("husk").join(id))
+        .map(|(mount_point, _, _)| mount_point.join(CGROUP_PARENT).join(id))
         .filter(|path| path.exists())
         .collect()
 }
@@ -419,13 +443,13 @@ pub fn container_cgroup_file(
     if let Some((mount_point, _, _)) = mounts.iter().find(|(_, fstype, options)| {
         fstype == "cgroup" && options.split(',').any(|option| option == v1_controller)
     }) {
-        return mount_point.join("husk").join(id).join(v1_file);
+        return mount_point.join(CGROUP_PARENT).join(id).join(v1_file);
     }
     let (mount_point, _, _) = mounts
         .iter()
         .find(|(_, fstype, _)| fstype == "cgroup2")
         .expect("a cgroup2 mount when the controller has no v1 hierarchy");
-    mount_point.join("husk").join(id).join(v2_file)
+    mount_point.join(CGROUP_PARENT).join(id).join(v2_file)
 }
 
 /// Accepts one connection on a console socket and returns the descriptor
@@ -512,4 +536,122 @@ pub fn read_terminal(master: OwnedFd) -> String {
     let mut output = Vec::new();
     let _ = fs::File::from(master).read_to_end(&mut output);
     String::from_utf8_lossy(&output).into_owned()
+}
+
+/// The host's mount table (/proc/self/mountinfo, proc(5)), one line per
+/// mount, to compare before and after a test.
+pub fn mount_table() -> BTreeSet<String> {
+    fs::read_to_string("/proc/self/mountinfo")
+        .expect("read /proc/self/mountinfo")
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The live processes that belong to container `id` under the state root
+/// `root`, as "pid: cmdline": those with an argument that is the ID or a
+/// path under the root (husk itself, the container init before it execs,
+/// husk-vmm, an exec relay), and those in a cgroup of the container
+/// (`.../husk/<id>`, whatever they run). Zombies are left out: they have
+/// ended, and reaping them is the caller's job, as conmon's.
+pub fn processes_of(root: &Path, id: &str) -> Vec<String> {
+    let own_pid = std::process::id();
+    let cgroup_suffix = format!("/{CGROUP_PARENT}/{id}");
+    let entries = fs::read_dir("/proc").expect("list /proc");
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid as u32 == own_pid || !is_running(pid) {
+            continue;
+        }
+        // A process may end while it is looked at: what cannot be read
+        // any more does not count.
+        let arguments: Vec<String> = fs::read(entry.path().join("cmdline"))
+            .map(|bytes| {
+                bytes
+                    .split(|byte| *byte == 0)
+                    .filter(|argument| !argument.is_empty())
+                    .map(|argument| String::from_utf8_lossy(argument).into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        let names_it = arguments
+            .iter()
+            .any(|argument| argument == id || Path::new(argument).starts_with(root));
+        let in_its_cgroup = fs::read_to_string(entry.path().join("cgroup"))
+            .unwrap_or_default()
+            .lines()
+            .any(|line| {
+                line.rsplit(':').next().is_some_and(|path| {
+                    path.ends_with(&cgroup_suffix) || path.contains(&format!("{cgroup_suffix}/"))
+                })
+            });
+        // Looked at again: one that ended meanwhile is no leftover.
+        if (names_it || in_its_cgroup) && is_running(pid) {
+            found.push(format!("{pid}: {}", arguments.join(" ")));
+        }
+    }
+    found
+}
+
+/// The host as it was before a test made (or failed to make) a container,
+/// to find what the container left behind afterwards.
+pub struct HostBaseline {
+    mounts: BTreeSet<String>,
+}
+
+impl HostBaseline {
+    pub fn take() -> HostBaseline {
+        HostBaseline {
+            mounts: mount_table(),
+        }
+    }
+
+    /// Fails the test naming whatever of container `id`, made under the
+    /// state root `root`, is still on this host: its state directory (and
+    /// with it the VM's image, logs and sockets), a process (see
+    /// [`processes_of`]), a mount that was not there before and names the
+    /// root or the ID, a cgroup directory.
+    pub fn assert_nothing_left(&self, root: &Path, id: &str) {
+        let state_dir = root.join(id);
+        assert!(
+            !state_dir.exists(),
+            "the state directory {} is still there, holding {:?}",
+            state_dir.display(),
+            fs::read_dir(&state_dir)
+                .map(|entries| entries
+                    .flatten()
+                    .map(|entry| entry.file_name())
+                    .collect::<Vec<_>>())
+                .unwrap_or_default()
+        );
+        assert_eq!(
+            processes_of(root, id),
+            Vec::<String>::new(),
+            "processes of container {id} still run"
+        );
+        let root_text = root.to_string_lossy();
+        // Other tests on this host may mount what they like; only a mount
+        // that names this container's root or ID is its leftover.
+        let mounts_now = mount_table();
+        let new_mounts: Vec<&String> = mounts_now
+            .difference(&self.mounts)
+            .filter(|line| line.contains(root_text.as_ref()) || line.contains(id))
+            .collect();
+        assert!(
+            new_mounts.is_empty(),
+            "mounts of container {id} are still there:\n{new_mounts:#?}"
+        );
+        assert_eq!(
+            container_cgroup_dirs(id),
+            Vec::<PathBuf>::new(),
+            "cgroup directories of container {id} are still there"
+        );
+    }
 }

@@ -14,11 +14,12 @@ use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use husk_tests::bundle::Bundle;
 use husk_tests::husk_cli::{
-    become_subreaper, is_running, process_state, read_pid_file, read_text, reap, wait_until,
+    become_subreaper, container_cgroup_dirs, is_running, process_state, processes_of,
+    read_pid_file, read_text, reap, send_signal, wait_until, HostBaseline,
 };
 use husk_tests::{
     path_str, require_bootable_kvm, wait_with_deadline, Artifacts, Scratch, BOOT_TIMEOUT,
@@ -188,7 +189,8 @@ impl VmHusk {
     }
 
     /// Fails the test unless nothing of container `id` is left: no state
-    /// directory, no image, no husk-vmm.
+    /// directory, no image, no husk-vmm, no process of the container's, no
+    /// host cgroup.
     fn assert_nothing_left(&self, id: &str, image: Option<&Path>, vmm: Option<i32>) {
         assert!(
             !self.root().join(id).exists(),
@@ -199,6 +201,82 @@ impl VmHusk {
         }
         if let Some(pid) = vmm {
             assert!(!is_running(pid), "husk-vmm (pid {pid}) still runs");
+        }
+        assert_eq!(
+            processes_of(&self.root(), id),
+            Vec::<String>::new(),
+            "processes of container {id} still run"
+        );
+        assert_eq!(
+            container_cgroup_dirs(id),
+            Vec::<PathBuf>::new(),
+            "the host cgroup of container {id} is still there"
+        );
+    }
+
+    /// The host files container `id`'s record names, the image first, then
+    /// sockets, logs, hooks and the socket directory, from its state.json.
+    fn recorded_files(&self, id: &str) -> Vec<PathBuf> {
+        let record: Value =
+            serde_json::from_str(&read_text(&self.root().join(id).join("state.json")))
+                .expect("state.json is JSON");
+        let paths = &record["husk"]["paths"];
+        let mut files = vec![PathBuf::from(
+            paths["rootfsImage"]
+                .as_str()
+                .expect("the record names the image"),
+        )];
+        if let Some(sockets) = paths["sockets"].as_object() {
+            files.extend(
+                sockets
+                    .values()
+                    .filter_map(Value::as_str)
+                    .map(PathBuf::from),
+            );
+        }
+        // `extra` holds other things too (the VM's memory size); these are
+        // the files the VM's layout puts there.
+        for key in ["hooks", "vmmLog", "consoleLog", "socketDir"] {
+            files.extend(paths["extra"][key].as_str().map(PathBuf::from));
+        }
+        files
+    }
+
+    /// Replaces the husk configuration file.
+    fn configure(&self, config: &Value) {
+        fs::write(self.file("husk-config.json"), config.to_string())
+            .expect("write the husk configuration");
+    }
+}
+
+impl Drop for VmHusk {
+    /// A test that failed halfway leaves VMs running: delete whatever is
+    /// still in its root, so that no husk-vmm outlives the test.
+    fn drop(&mut self) {
+        if !self.root().exists() {
+            return;
+        }
+        let command = |args: &[&str]| {
+            let mut command = Command::new(&self.binary);
+            command
+                .arg("--root")
+                .arg(self.root())
+                .args(args)
+                .env("HUSK_CONFIG", self.file("husk-config.json"))
+                .stdin(Stdio::null());
+            command
+        };
+        let Ok(listed) = command(&["list", "--quiet"]).output() else {
+            return;
+        };
+        for id in String::from_utf8_lossy(&listed.stdout).lines() {
+            if let Ok(mut child) = command(&["delete", "--force", id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+            {
+                wait_with_deadline(&mut child, CALL_TIMEOUT);
+            }
         }
     }
 }
@@ -372,14 +450,18 @@ fn exec_runs_in_the_container_with_args_stdin_and_detached() {
 }
 
 #[test]
-fn a_bind_mounted_host_file_arrives_and_a_directory_is_left_out_with_a_warning() {
+fn a_bind_mounted_host_file_arrives_and_a_directory_as_a_read_only_copy_with_a_warning() {
     let husk = VmHusk::new("files");
     let hosts = husk.file("hosts");
     let contents = "127.0.0.1 localhost\n10.1.2.3 from-the-host\n";
     fs::write(&hosts, contents).unwrap();
     let shared = husk.file("shared");
     fs::create_dir_all(&shared).unwrap();
-    let mut bundle = bundle_running("files", "cat /etc/hosts; ls /data 2>/dev/null | wc -l");
+    fs::write(shared.join("note"), "from a host directory\n").unwrap();
+    let mut bundle = bundle_running(
+        "files",
+        "cat /etc/hosts /data/note; touch /data/new 2>/dev/null; echo touch=$?",
+    );
     let mut mounts = bundle.config["mounts"].as_array().unwrap().clone();
     mounts.push(json!({"destination": "/etc/hosts", "type": "bind",
                        "source": hosts, "options": ["rbind", "ro"]}));
@@ -395,10 +477,13 @@ fn a_bind_mounted_host_file_arrives_and_a_directory_is_left_out_with_a_warning()
         path_str(&bundle.dir),
         &id,
     ]);
-    assert_eq!(call.success(), format!("{contents}0\n"));
+    assert_eq!(
+        call.success(),
+        format!("{contents}from a host directory\ntouch=1\n")
+    );
     assert!(
         call.stderr.contains(&format!(
-            "bind mount of {} on /data left out",
+            "bind mount of the host directory {} on /data arrives as a read-only copy",
             shared.display()
         )),
         "{}",
@@ -425,4 +510,189 @@ fn a_missing_program_exits_127_with_the_error_and_leaves_nothing() {
     assert!(stderr.contains("/bin/nope"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
     husk.assert_nothing_left(&id, None, None);
+}
+
+// ---- faults: a VMM that dies, a guest that cannot boot ----
+
+#[test]
+fn a_vmm_killed_with_sigkill_leaves_a_stopped_container_that_delete_removes() {
+    let husk = VmHusk::new("sigkill");
+    let bundle = bundle_running("sigkill", "sleep 600");
+    let id = unique_id("sigkill");
+    let baseline = HostBaseline::take();
+    let pid_file = husk.file("container.pid");
+    husk.call(&[
+        "--backend",
+        "vm",
+        "run",
+        "--detach",
+        "--bundle",
+        path_str(&bundle.dir),
+        "--pid-file",
+        path_str(&pid_file),
+        &id,
+    ])
+    .success();
+    let pid = read_pid_file(&pid_file);
+    assert_eq!(husk.status(&id), "running");
+    let files = husk.recorded_files(&id);
+    assert!(files[0].is_file(), "no image {}", files[0].display());
+    assert!(!container_cgroup_dirs(&id).is_empty(), "no host cgroup");
+
+    // The VM dies with its VMM, without a word to anyone.
+    send_signal(pid, libc::SIGKILL);
+    wait_until("husk-vmm ends", CONTAINER_TIMEOUT, || !is_running(pid));
+    // Stopped before the caller has reaped it, and after.
+    let state = husk.state(&id);
+    assert_eq!(state["status"], "stopped", "{state}");
+    assert_eq!(state["pid"], 0, "{state}");
+    assert_eq!(reap(pid), 128 + libc::SIGKILL);
+    assert_eq!(husk.status(&id), "stopped");
+    let call = husk.call(&["kill", &id, "TERM"]);
+    assert!(
+        call.expect_code(1).stderr.contains("container not running"),
+        "{}",
+        call.stderr
+    );
+
+    husk.call(&["delete", &id]).success();
+    for file in &files {
+        assert!(!file.exists(), "{} is still there", file.display());
+    }
+    husk.assert_nothing_left(&id, None, Some(pid));
+    baseline.assert_nothing_left(&husk.root(), &id);
+    let call = husk.call(&["state", &id]);
+    assert!(
+        call.expect_code(1).stderr.contains("does not exist"),
+        "{}",
+        call.stderr
+    );
+}
+
+#[test]
+fn delete_force_removes_a_container_whose_vmm_was_killed_before_start() {
+    let husk = VmHusk::new("half-created");
+    let bundle = bundle_running("half-created", "echo never-runs");
+    let id = unique_id("half-created");
+    let baseline = HostBaseline::take();
+    let pid_file = husk.file("container.pid");
+    let create = husk.call(&[
+        "--backend",
+        "vm",
+        "create",
+        "--bundle",
+        path_str(&bundle.dir),
+        "--pid-file",
+        path_str(&pid_file),
+        &id,
+    ]);
+    create.success();
+    let pid = read_pid_file(&pid_file);
+    assert_eq!(husk.status(&id), "created");
+    let files = husk.recorded_files(&id);
+
+    send_signal(pid, libc::SIGKILL);
+    assert_eq!(reap_within(pid, CONTAINER_TIMEOUT), 128 + libc::SIGKILL);
+    assert_eq!(husk.status(&id), "stopped");
+    let call = husk.call(&["start", &id]);
+    assert!(
+        call.expect_code(1).stderr.contains("it has stopped"),
+        "{}",
+        call.stderr
+    );
+
+    husk.call(&["delete", "--force", &id]).success();
+    assert_eq!(read_text(&create.stdout_path), "", "the process ran");
+    for file in &files {
+        assert!(!file.exists(), "{} is still there", file.display());
+    }
+    husk.assert_nothing_left(&id, None, Some(pid));
+    baseline.assert_nothing_left(&husk.root(), &id);
+}
+
+/// The boot timeout of the guest that cannot boot.
+const SHORT_BOOT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Past the boot timeout, `create` may still build the image before it
+/// and kill husk-vmm and clean up after it.
+const CREATE_OVERHEAD: Duration = Duration::from_secs(40);
+
+#[test]
+fn a_corrupt_initramfs_fails_create_within_the_boot_timeout_and_leaves_nothing() {
+    let husk = VmHusk::new("corrupt-initramfs");
+    let artifacts = Artifacts::get();
+    // Neither a cpio archive nor any compressed format the kernel knows:
+    // it finds no init, panics, and with panic=-1 resets the VM at once
+    // (or is still at it when the boot timeout ends the wait).
+    let garbage = husk.file("garbage-initramfs.cpio");
+    let mut state = 0x2545_f491_u32;
+    let bytes: Vec<u8> = (0..1 << 20)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state.to_le_bytes()[0]
+        })
+        .collect();
+    fs::write(&garbage, bytes).expect("write the corrupt initramfs");
+    husk.configure(&json!({
+        "kernel": artifacts.vmlinux,
+        "initramfs": garbage,
+        "vmm": artifacts.vmm,
+    }));
+    let mut bundle = Bundle::busybox("cli-vm-corrupt-initramfs");
+    bundle.shell("echo never-runs").set(
+        "/annotations",
+        json!({"run.husk.vm.boot-timeout": SHORT_BOOT_TIMEOUT.as_secs().to_string()}),
+    );
+    let id = unique_id("corrupt-initramfs");
+    let baseline = HostBaseline::take();
+    let log = husk.file("log.json");
+
+    let started = Instant::now();
+    let call = husk.call(&[
+        "--log",
+        path_str(&log),
+        "--log-format",
+        "json",
+        "--backend",
+        "vm",
+        "create",
+        "--bundle",
+        path_str(&bundle.dir),
+        &id,
+    ]);
+    let took = started.elapsed();
+    let stderr = &call.expect_code(1).stderr;
+    assert!(
+        took < SHORT_BOOT_TIMEOUT + CREATE_OVERHEAD,
+        "create took {took:?} with a boot timeout of {SHORT_BOOT_TIMEOUT:?}"
+    );
+    assert!(
+        stderr.starts_with(&format!(
+            "husk: create container \"{id}\": vm backend: boot the VM: "
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("before the guest was ready")
+            || stderr.contains(&format!(
+                "not ready within {}.0 s",
+                SHORT_BOOT_TIMEOUT.as_secs()
+            )),
+        "the error says neither that the VM ended nor that it timed out:\n{stderr}"
+    );
+    let errors: Vec<Value> = read_text(&log)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .filter(|line: &Value| line["level"] == "error")
+        .collect();
+    assert_eq!(errors.len(), 1, "one error line in the log:\n{errors:#?}");
+    assert_eq!(
+        format!("husk: {}\n", errors[0]["msg"].as_str().unwrap_or_default()),
+        *stderr
+    );
+    assert_eq!(read_text(&call.stdout_path), "");
+    husk.assert_nothing_left(&id, None, None);
+    baseline.assert_nothing_left(&husk.root(), &id);
 }
