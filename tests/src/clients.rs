@@ -1,7 +1,8 @@
 //! Real callers of an OCI runtime — podman with conmon, containerd's runc
 //! v2 shim driven by `ctr`, and dockerd on a containerd of its own —
-//! pointed at husk's `container` backend, called exactly as they call runc
-//! (CLIENTS.md records how that is).
+//! pointed at husk with either of its backends ([`Backend`]), called
+//! exactly as they call runc (CLIENTS.md records how that is). What they
+//! do with it is in [`scenarios`], the same for both backends.
 //!
 //! Each client gets a scratch directory that holds everything it keeps:
 //! image storage, daemon roots, sockets, logs and husk's state root. The
@@ -15,10 +16,13 @@
 //! its mounts undone.
 //!
 //! The image is made locally ([`image`]); what lies outside the scratch
-//! directory is tracked in [`host`].
+//! directory is tracked in [`host`]; `-it` sessions go through a terminal
+//! the test drives ([`terminal`]).
 //!
 //! Needs root and the Debian packages podman, containerd and docker.io
-//! (`scripts/install-host-deps` installs them).
+//! (`scripts/install-host-deps` installs them); the `vm` backend also
+//! needs a KVM that boots guests and the guest kernel, initramfs and
+//! husk-vmm ([`crate::Artifacts`]).
 
 use std::cell::Cell;
 use std::ffi::OsString;
@@ -28,27 +32,93 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 pub mod host;
 pub mod image;
+pub mod scenarios;
+pub mod terminal;
 
 pub use self::host::{cgroup_dirs_of, HostFootprint};
 pub use self::image::{build_image_archive, IMAGE_HOSTNAME, IMAGE_REFERENCE};
+use self::terminal::Terminal;
 use crate::husk_cli::{husk_binary, read_text};
-use crate::{path_str, wait_with_deadline};
-
-/// Each client command gets this long; one that hangs fails its test.
-pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
-
-/// How long a daemon may take to answer on its socket.
-pub const DAEMON_START_TIMEOUT: Duration = Duration::from_secs(60);
+use crate::{path_str, wait_with_deadline, Artifacts};
 
 /// How long a stopping daemon gets after SIGTERM before SIGKILL.
 const DAEMON_STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How much of each log a failure message quotes.
 const LOG_TAIL_LINES: usize = 40;
+
+/// The husk backend a client's containers run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// husk's container engine on this host, as runc does it.
+    Container,
+    /// Each container in its own microVM. Needs a KVM that boots guests:
+    /// on a host without one, inside the nested test host, where
+    /// everything runs 10-30 times slower (TESTHOST.md).
+    Vm,
+}
+
+impl Backend {
+    /// The name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Container => "container",
+            Backend::Vm => "vm",
+        }
+    }
+
+    /// husk's configuration file for the clients' husk
+    /// (`shim/src/config.rs`): the backend, and for `vm` the guest kernel,
+    /// initramfs and husk-vmm, so that the clients' husk boots the ones
+    /// under test (HUSK_KERNEL, HUSK_INITRAMFS, HUSK_VMM) whatever
+    /// environment the client gives it.
+    fn husk_config(self) -> Value {
+        match self {
+            Backend::Container => json!({"backend": "container"}),
+            Backend::Vm => {
+                let artifacts = Artifacts::get();
+                json!({
+                    "backend": "vm",
+                    "kernel": path_str(&artifacts.vmlinux),
+                    "initramfs": path_str(&artifacts.initramfs),
+                    "vmm": path_str(&artifacts.vmm),
+                })
+            }
+        }
+    }
+
+    /// How long one client command may take; one that hangs fails its
+    /// test. A `vm` command may boot a VM in the emulated test host.
+    pub fn client_timeout(self) -> Duration {
+        match self {
+            Backend::Container => Duration::from_secs(120),
+            Backend::Vm => Duration::from_secs(240),
+        }
+    }
+
+    /// How long a daemon may take to answer on its socket: the `vm`
+    /// tests start theirs inside the emulated test host.
+    pub fn daemon_start_timeout(self) -> Duration {
+        match self {
+            Backend::Container => Duration::from_secs(60),
+            Backend::Vm => Duration::from_secs(240),
+        }
+    }
+
+    /// How long to watch a paused container to tell that its output
+    /// stopped, and how long to let output already in flight (written just
+    /// before the freeze, still in a relay) arrive first.
+    pub fn pause_watch(self) -> (Duration, Duration) {
+        match self {
+            Backend::Container => (Duration::from_secs(2), Duration::from_secs(1)),
+            Backend::Vm => (Duration::from_secs(4), Duration::from_secs(3)),
+        }
+    }
+}
 
 /// Fails the test unless the program a Debian package installs is there.
 pub fn require_program(path: &str, package: &str) -> PathBuf {
@@ -69,24 +139,25 @@ fn tail(path: &Path) -> String {
 
 // ---- the husk runtime the clients call ----
 
-/// A script that runs husk with the container backend, and records each
-/// call's arguments: clients take a runtime as one path and add their own
-/// arguments. Its calls log shows how a client drove husk when a test
-/// fails.
+/// A script that runs husk with one backend, and records each call's
+/// arguments and exit status: clients take a runtime as one path and add
+/// their own arguments. Its calls log shows how a client drove husk when
+/// a test fails.
 pub struct HuskWrapper {
     pub path: PathBuf,
     pub calls_log: PathBuf,
 }
 
 impl HuskWrapper {
-    /// Writes the wrapper into `directory`; `global_args` go before the
-    /// client's arguments (e.g. `--root` for podman, which passes none).
-    pub fn write(directory: &Path, global_args: &[&str]) -> HuskWrapper {
+    /// Writes the wrapper and its husk configuration file into
+    /// `directory`; `global_args` go before the client's arguments (e.g.
+    /// `--root` for podman, which passes none).
+    pub fn write(directory: &Path, backend: Backend, global_args: &[&str]) -> HuskWrapper {
         let husk = husk_binary();
         let config = directory.join("husk-config.json");
         // The configuration file is named explicitly so that
         // /etc/husk/config.json on this machine changes nothing here.
-        fs::write(&config, json!({"backend": "container"}).to_string())
+        fs::write(&config, backend.husk_config().to_string())
             .expect("write husk's configuration file");
         let calls_log = directory.join("husk-calls.log");
         let path = directory.join("husk");
@@ -95,11 +166,17 @@ impl HuskWrapper {
             format!("'{text}'")
         };
         let extra: Vec<String> = global_args.iter().map(|arg| quote(arg)).collect();
+        // Each call is logged when it starts and again, with husk's exit
+        // status, when it ends; husk's stdio is the client's.
         let script = format!(
             "#!/bin/sh\n\
-             # husk with the container backend, as the OCI runtime of a client under test.\n\
+             # husk with the {backend} backend, as the OCI runtime of a client under test.\n\
              printf '%s\\n' \"$*\" >> {log}\n\
-             HUSK_CONFIG={config} exec {husk} --backend container {extra} \"$@\"\n",
+             HUSK_CONFIG={config} {husk} --backend {backend} {extra} \"$@\"\n\
+             status=$?\n\
+             printf 'exit %s: %s\\n' \"$status\" \"$*\" >> {log}\n\
+             exit \"$status\"\n",
+            backend = backend.name(),
             log = quote(path_str(&calls_log)),
             config = quote(path_str(&config)),
             husk = quote(path_str(&husk)),
@@ -111,7 +188,8 @@ impl HuskWrapper {
         HuskWrapper { path, calls_log }
     }
 
-    /// Every call so far, one line each: the client's arguments.
+    /// Every call so far: a line with the client's arguments when it
+    /// started, and `exit STATUS: ARGUMENTS` when it ended.
     pub fn calls(&self) -> String {
         read_text(&self.calls_log)
     }
@@ -145,11 +223,13 @@ pub fn assert_no_husk_state(root: &Path) {
 // ---- commands and daemons ----
 
 /// A client program with the arguments and environment every call of it
-/// takes, and the logs to quote when a call fails.
+/// takes, how long a call may take, and the logs to quote when a call
+/// fails.
 pub struct Client {
     program: PathBuf,
     base_args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
+    timeout: Duration,
     output_dir: PathBuf,
     calls: Cell<u32>,
     logs: Vec<(String, PathBuf)>,
@@ -159,7 +239,7 @@ pub struct Client {
 #[derive(Debug)]
 pub struct ClientRun {
     pub command_line: String,
-    /// None when it was killed by a signal or ran past [`CLIENT_TIMEOUT`].
+    /// None when it was killed by a signal or ran past its timeout.
     pub code: Option<i32>,
     pub stdout: String,
     pub stderr: String,
@@ -199,7 +279,8 @@ impl ClientRun {
 }
 
 impl Client {
-    pub fn new(program: PathBuf, output_dir: &Path) -> Client {
+    /// A client whose calls each get `timeout`.
+    pub fn new(program: PathBuf, output_dir: &Path, timeout: Duration) -> Client {
         let output_dir = output_dir.join(format!(
             "{}-calls",
             program.file_name().unwrap().to_string_lossy()
@@ -209,6 +290,7 @@ impl Client {
             program,
             base_args: Vec::new(),
             env: Vec::new(),
+            timeout,
             output_dir,
             calls: Cell::new(0),
             logs: Vec::new(),
@@ -232,23 +314,19 @@ impl Client {
         self
     }
 
-    /// Runs the program with `args` to the end (within [`CLIENT_TIMEOUT`]),
-    /// stdin from /dev/null. Output goes to files, not pipes: a client
-    /// that leaves a daemon behind (conmon, a shim) would keep a pipe open
-    /// and a reader waiting for its end.
-    pub fn run(&self, args: &[&str]) -> ClientRun {
-        let call = self.calls.get() + 1;
-        self.calls.set(call);
-        let stdout_path = self.output_dir.join(format!("{call}.stdout"));
-        let stderr_path = self.output_dir.join(format!("{call}.stderr"));
+    /// How long each call may take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The program with the base arguments, `args` and the environment,
+    /// and its command line for messages.
+    fn command(&self, args: &[&str]) -> (Command, String) {
         let mut command = Command::new(&self.program);
         command
             .args(&self.base_args)
             .args(args)
-            .envs(self.env.iter().map(|(name, value)| (name, value)))
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout_path).expect("create a stdout file"))
-            .stderr(fs::File::create(&stderr_path).expect("create a stderr file"));
+            .envs(self.env.iter().map(|(name, value)| (name, value)));
         let command_line = format!(
             "{} {}",
             self.program.display(),
@@ -259,13 +337,46 @@ impl Client {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        (command, command_line)
+    }
+
+    /// Runs the program with `args` to the end (within its timeout),
+    /// stdin from /dev/null. Output goes to files, not pipes: a client
+    /// that leaves a daemon behind (conmon, a shim) would keep a pipe open
+    /// and a reader waiting for its end.
+    pub fn run(&self, args: &[&str]) -> ClientRun {
+        self.run_with_stdin(args, Stdio::null(), "")
+    }
+
+    /// Runs the program with `args` to the end, `input` on its stdin (from
+    /// a file: it ends there, as a pipe from `printf` would).
+    pub fn run_with_input(&self, args: &[&str], input: &str) -> ClientRun {
+        let input_path = self
+            .output_dir
+            .join(format!("{}.stdin", self.calls.get() + 1));
+        fs::write(&input_path, input).expect("write the client's input");
+        let stdin = fs::File::open(&input_path).expect("open the client's input");
+        self.run_with_stdin(args, stdin.into(), &format!(" < {}", input_path.display()))
+    }
+
+    fn run_with_stdin(&self, args: &[&str], stdin: Stdio, redirection: &str) -> ClientRun {
+        let call = self.calls.get() + 1;
+        self.calls.set(call);
+        let stdout_path = self.output_dir.join(format!("{call}.stdout"));
+        let stderr_path = self.output_dir.join(format!("{call}.stderr"));
+        let (mut command, command_line) = self.command(args);
+        command
+            .stdin(stdin)
+            .stdout(fs::File::create(&stdout_path).expect("create a stdout file"))
+            .stderr(fs::File::create(&stderr_path).expect("create a stderr file"));
+        let command_line = command_line + redirection;
         let mut child = command
             .spawn()
             .unwrap_or_else(|error| panic!("start `{command_line}`: {error}"));
-        let status = wait_with_deadline(&mut child, CLIENT_TIMEOUT);
+        let status = wait_with_deadline(&mut child, self.timeout);
         let mut stderr = read_text(&stderr_path);
         if status.is_none() {
-            stderr.push_str(&format!("\n(killed: it ran past {CLIENT_TIMEOUT:?})"));
+            stderr.push_str(&format!("\n(killed: it ran past {:?})", self.timeout));
         }
         ClientRun {
             command_line,
@@ -274,6 +385,13 @@ impl Client {
             stderr,
             logs: self.logs.clone(),
         }
+    }
+
+    /// Starts the program with `args` on a terminal of its own, for the
+    /// test to type into and read from (`-it`).
+    pub fn run_in_terminal(&self, args: &[&str]) -> Terminal {
+        let (command, command_line) = self.command(args);
+        Terminal::start(command, command_line, self.timeout, self.logs.clone())
     }
 
     /// Runs and ignores the outcome: for cleanup, where a failure must not
@@ -294,11 +412,12 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `command` with its stdout and stderr in `log`, then waits
     /// until `ready` holds; fails the test, quoting the log, when the
-    /// daemon exits first or [`DAEMON_START_TIMEOUT`] passes.
+    /// daemon exits first or `timeout` passes.
     pub fn start(
         name: &str,
         mut command: Command,
         log: PathBuf,
+        timeout: Duration,
         mut ready: impl FnMut() -> bool,
     ) -> Daemon {
         let output = fs::File::create(&log).expect("create the daemon's log");
@@ -313,7 +432,7 @@ impl Daemon {
             child: Some(child),
             log,
         };
-        let deadline = Instant::now() + DAEMON_START_TIMEOUT;
+        let deadline = Instant::now() + timeout;
         while !ready() {
             let child = daemon.child.as_mut().unwrap();
             if let Some(status) = child.try_wait().expect("poll the daemon") {
@@ -325,7 +444,7 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 panic!(
-                    "{name} was not ready within {DAEMON_START_TIMEOUT:?}; its log ({}):\n{}",
+                    "{name} was not ready within {timeout:?}; its log ({}):\n{}",
                     daemon.log.display(),
                     tail(&daemon.log)
                 );
@@ -372,7 +491,8 @@ pub struct Containerd {
 }
 
 impl Containerd {
-    pub fn start(directory: &Path) -> Containerd {
+    /// Starts it and waits (up to `timeout`) until it answers.
+    pub fn start(directory: &Path, timeout: Duration) -> Containerd {
         let containerd = require_program("/usr/bin/containerd", "containerd");
         require_program("/usr/bin/containerd-shim-runc-v2", "containerd");
         let ctr = require_program("/usr/bin/ctr", "containerd");
@@ -401,6 +521,7 @@ impl Containerd {
             "containerd",
             command,
             directory.join("containerd.log"),
+            timeout,
             || {
                 socket.exists()
                     && Command::new(&ctr)
@@ -428,9 +549,9 @@ pub struct Podman {
 }
 
 impl Podman {
-    /// Writes podman's configuration and the husk wrapper; fails the test
-    /// when podman or conmon is missing.
-    pub fn set_up() -> Podman {
+    /// Writes podman's configuration and the husk wrapper for `backend`;
+    /// fails the test when podman or conmon is missing.
+    pub fn set_up(backend: Backend) -> Podman {
         let podman = require_program("/usr/bin/podman", "podman");
         require_program("/usr/bin/conmon", "conmon");
         // Podman's blob-info cache sits in /var/lib/containers/cache for
@@ -442,15 +563,19 @@ impl Podman {
             &["libpod_parent"],
         );
         let husk_root = footprint.file("husk-root");
-        let wrapper = HuskWrapper::write(&footprint.dir, &["--root", path_str(&husk_root)]);
+        let wrapper =
+            HuskWrapper::write(&footprint.dir, backend, &["--root", path_str(&husk_root)]);
         // The hard RLIMIT_NOFILE here is 20000 and root lacks
         // CAP_SYS_RESOURCE: podman's default of 1048576 cannot be applied
-        // by any runtime (CLIENTS.md).
+        // by any runtime (CLIENTS.md). The log driver is named so that
+        // podman's choice (journald where systemd runs) cannot change what
+        // `podman logs` reads: conmon's k8s-file log.
         let containers_conf = footprint.file("containers.conf");
         fs::write(
             &containers_conf,
             "[containers]\n\
-             default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n",
+             default_ulimits = [\"nofile=20000:20000\", \"nproc=32768:32768\"]\n\
+             log_driver = \"k8s-file\"\n",
         )
         .expect("write containers.conf");
         // Named so that /etc/containers/storage.conf cannot change the
@@ -465,7 +590,7 @@ impl Podman {
             ),
         )
         .expect("write storage.conf");
-        let podman = Client::new(podman, &footprint.dir)
+        let podman = Client::new(podman, &footprint.dir, backend.client_timeout())
             .base_args(["--root", path_str(&footprint.file("storage"))])
             .base_args(["--runroot", path_str(&footprint.file("run"))])
             .base_args(["--tmpdir", path_str(&footprint.file("tmp"))])
@@ -510,9 +635,9 @@ pub struct Ctr {
 }
 
 impl Ctr {
-    /// Starts the private containerd; fails the test, quoting its log,
-    /// when it does not come up.
-    pub fn start() -> Ctr {
+    /// Starts the private containerd, with husk on `backend` as the runc
+    /// binary; fails the test, quoting its log, when it does not come up.
+    pub fn start(backend: Backend) -> Ctr {
         let ctr = require_program("/usr/bin/ctr", "containerd");
         let namespace = format!("husk-clients-{}", std::process::id());
         // The shim's sockets live in /run/containerd/s and ctr's stdio
@@ -520,9 +645,12 @@ impl Ctr {
         // ctr's default cgroup is /<namespace>/<id>.
         let footprint = HostFootprint::new("ctr", &["/run/containerd"], &[&namespace]);
         let husk_root = footprint.file("husk-root");
-        let wrapper = HuskWrapper::write(&footprint.dir, &[]);
-        let containerd = Containerd::start(&footprint.file("containerd"));
-        let ctr = Client::new(ctr, &footprint.dir)
+        let wrapper = HuskWrapper::write(&footprint.dir, backend, &[]);
+        let containerd = Containerd::start(
+            &footprint.file("containerd"),
+            backend.daemon_start_timeout(),
+        );
+        let ctr = Client::new(ctr, &footprint.dir, backend.client_timeout())
             .base_args(["--address", path_str(&containerd.socket)])
             .base_args(["--namespace", &namespace])
             .log("husk calls", &wrapper.calls_log)
@@ -544,6 +672,11 @@ impl Ctr {
     /// `ctr run` with husk as the shim's runtime: `--runc-binary`, and
     /// `--runc-root` for husk's state root, then `args`.
     pub fn run_container(&self, args: &[&str]) -> ClientRun {
+        self.ctr.run(&self.run_container_args(args))
+    }
+
+    /// The arguments of [`Ctr::run_container`], for a run on a terminal.
+    pub fn run_container_args<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
         let mut full = vec![
             "run",
             "--runc-binary",
@@ -552,7 +685,7 @@ impl Ctr {
             path_str(&self.husk_root),
         ];
         full.extend_from_slice(args);
-        self.ctr.run(&full)
+        full
     }
 
     /// The tasks `ctr task ls` lists: (ID, PID, STATUS).
@@ -600,9 +733,10 @@ pub struct Docker {
 }
 
 impl Docker {
-    /// Starts the private containerd and dockerd; fails the test, quoting
-    /// their logs, when either does not come up.
-    pub fn start() -> Docker {
+    /// Starts the private containerd and dockerd, with husk on `backend`
+    /// as the runtime `husk`; fails the test, quoting their logs, when
+    /// either does not come up.
+    pub fn start(backend: Backend) -> Docker {
         let dockerd = require_program("/usr/sbin/dockerd", "docker.io");
         // The package's client, matching the daemon's API version (a
         // newer docker CLI may sit earlier on PATH).
@@ -615,8 +749,11 @@ impl Docker {
             &["/run/docker", "/run/containerd", "/var/lib/docker"],
             &["docker"],
         );
-        let wrapper = HuskWrapper::write(&footprint.dir, &[]);
-        let containerd = Containerd::start(&footprint.file("containerd"));
+        let wrapper = HuskWrapper::write(&footprint.dir, backend, &[]);
+        let containerd = Containerd::start(
+            &footprint.file("containerd"),
+            backend.daemon_start_timeout(),
+        );
         let exec_root = footprint.file("exec");
         let socket = footprint.file("docker.sock");
         let daemon_json = footprint.file("daemon.json");
@@ -653,17 +790,23 @@ impl Docker {
             .arg(&containerd.socket)
             .arg("--add-runtime")
             .arg(format!("husk={}", path_str(&wrapper.path)));
-        let daemon = Daemon::start("dockerd", command, footprint.file("dockerd.log"), || {
-            socket.exists()
-                && Command::new(&docker)
-                    .args(["--host", &host, "version"])
-                    .env("DOCKER_CONFIG", &cli_config)
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|status| status.success())
-        });
-        let docker = Client::new(docker, &footprint.dir)
+        let daemon = Daemon::start(
+            "dockerd",
+            command,
+            footprint.file("dockerd.log"),
+            backend.daemon_start_timeout(),
+            || {
+                socket.exists()
+                    && Command::new(&docker)
+                        .args(["--host", &host, "version"])
+                        .env("DOCKER_CONFIG", &cli_config)
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status()
+                        .is_ok_and(|status| status.success())
+            },
+        );
+        let docker = Client::new(docker, &footprint.dir, backend.client_timeout())
             .base_args(["--host", &host])
             .env("DOCKER_CONFIG", &cli_config)
             .log("husk calls", &wrapper.calls_log)
@@ -699,13 +842,13 @@ impl Drop for Docker {
 
 /// Waits until `condition` holds, asking every 100 ms (a client's view of
 /// a container changes asynchronously); fails naming `what` after
-/// [`CLIENT_TIMEOUT`].
-pub fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + CLIENT_TIMEOUT;
+/// `timeout`.
+pub fn wait_for(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
     while !condition() {
         assert!(
             Instant::now() < deadline,
-            "{what} did not happen within {CLIENT_TIMEOUT:?}"
+            "{what} did not happen within {timeout:?}"
         );
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -5,6 +5,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use crate::husk_cli::require_root;
 use crate::path_str;
@@ -62,10 +63,14 @@ pub fn cgroup_dirs_of(container_id: &str) -> Vec<PathBuf> {
 }
 
 /// The scratch directory of one client test, and what the client may
-/// leave outside it. On drop, in this order: processes started from the
-/// scratch directory (a shim or conmon a failed test left) are killed,
-/// mounts under it undone, host paths and cgroup parents that did not
-/// exist before removed, and the directory itself removed.
+/// leave outside it. The directory is a tmpfs of its own: the clients'
+/// storage drivers stack overlayfs on it, and overlayfs takes tmpfs as
+/// an upper layer where it may refuse what /tmp is on (the nested test
+/// host shares the host's / over 9p, TESTHOST.md); unix sockets bind
+/// there too. On drop, in this order: processes started from the scratch
+/// directory (a shim or conmon a failed test left) are killed, mounts
+/// under it (and the tmpfs) undone, host paths and cgroup parents that
+/// did not exist before removed, and the directory itself removed.
 pub struct HostFootprint {
     pub dir: PathBuf,
     absent_paths: Vec<PathBuf>,
@@ -85,6 +90,7 @@ impl HostFootprint {
             let _ = fs::remove_dir_all(&dir);
         }
         fs::create_dir_all(&dir).expect("create the scratch directory");
+        mount_tmpfs(&dir);
         let absent_paths = host_paths
             .iter()
             .map(PathBuf::from)
@@ -125,6 +131,20 @@ impl Drop for HostFootprint {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Mounts a fresh tmpfs on `directory` (mount(8)).
+fn mount_tmpfs(directory: &Path) {
+    let status = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "mode=0755", "husk-clients"])
+        .arg(directory)
+        .status()
+        .expect("run mount (util-linux)");
+    assert!(
+        status.success(),
+        "mount a tmpfs on {} ({status})",
+        directory.display()
+    );
 }
 
 /// SIGKILLs every process (other than this one) whose command line names
