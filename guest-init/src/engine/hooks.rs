@@ -194,6 +194,15 @@ fn join_errors(errors: &[HookError]) -> String {
 /// Runs a stage's hooks in order with `state` on their stdin. See the module
 /// documentation for how failures end the stage.
 pub fn run_hooks(hooks: &[Hook], stage: HookStage, state: &State) -> Result<(), HookError> {
+    run_stage(hooks, stage, state, None)
+}
+
+fn run_stage(
+    hooks: &[Hook],
+    stage: HookStage,
+    state: &State,
+    directory: Option<&Path>,
+) -> Result<(), HookError> {
     if hooks.is_empty() {
         return Ok(());
     }
@@ -201,14 +210,14 @@ pub fn run_hooks(hooks: &[Hook], stage: HookStage, state: &State) -> Result<(), 
         serde_json::to_vec(state).map_err(|source| HookError::SerializeState { stage, source })?;
     if stage.failure_is_fatal() {
         for (index, hook) in hooks.iter().enumerate() {
-            run_hook(hook, stage, index, &state_json)?;
+            run_hook(hook, stage, index, &state_json, directory)?;
         }
         return Ok(());
     }
     let failures: Vec<HookError> = hooks
         .iter()
         .enumerate()
-        .filter_map(|(index, hook)| run_hook(hook, stage, index, &state_json).err())
+        .filter_map(|(index, hook)| run_hook(hook, stage, index, &state_json, directory).err())
         .collect();
     if failures.is_empty() {
         Ok(())
@@ -217,26 +226,19 @@ pub fn run_hooks(hooks: &[Hook], stage: HookStage, state: &State) -> Result<(), 
     }
 }
 
-/// [`run_hooks`] with `directory` (the bundle) as the working directory
-/// (runtime.md "Hooks"), when it still exists: containerd may delete a
-/// container after removing its bundle. The caller's working directory is
-/// restored afterwards.
+/// [`run_hooks`] with `directory` (the bundle) as the hooks' working
+/// directory (runtime.md "Hooks"), when it still exists: containerd may
+/// delete a container after removing its bundle. Only the hook processes
+/// change directory, never the caller, whose other threads may rely on
+/// their working directory.
 pub fn run_hooks_in(
     directory: &Path,
     hooks: &[Hook],
     stage: HookStage,
     state: &State,
 ) -> Result<(), HookError> {
-    if hooks.is_empty() {
-        return Ok(());
-    }
-    let previous = std::env::current_dir().ok();
-    let moved = std::env::set_current_dir(directory).is_ok();
-    let result = run_hooks(hooks, stage, state);
-    if let (true, Some(previous)) = (moved, previous) {
-        let _ = std::env::set_current_dir(previous);
-    }
-    result
+    let directory = directory.is_dir().then_some(directory);
+    run_stage(hooks, stage, state, directory)
 }
 
 /// The state of a container as a hook reads it on stdin (runtime.md
@@ -271,6 +273,7 @@ fn run_hook(
     stage: HookStage,
     index: usize,
     state_json: &[u8],
+    directory: Option<&Path>,
 ) -> Result<(), HookError> {
     let path = hook.path();
     if !path.is_absolute() {
@@ -292,6 +295,9 @@ fn run_hook(
         }
     };
     let mut command = Command::new(path);
+    if let Some(directory) = directory {
+        command.current_dir(directory);
+    }
     if let Some((first, rest)) = hook.args().as_deref().unwrap_or_default().split_first() {
         command.arg0(first).args(rest);
     }
