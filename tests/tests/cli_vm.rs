@@ -696,3 +696,62 @@ fn a_corrupt_initramfs_fails_create_within_the_boot_timeout_and_leaves_nothing()
     husk.assert_nothing_left(&id, None, None);
     baseline.assert_nothing_left(&husk.root(), &id);
 }
+
+/// In the VM backend the hooks whose path is on the host run on the host
+/// (prestart, createRuntime, poststart, poststop, each with the state on
+/// stdin), and startContainer runs inside the guest, in the container,
+/// before its process: docs/engine.md.
+#[test]
+fn hooks_run_on_the_host_and_in_the_container_in_order() {
+    let husk = VmHusk::new("hooks");
+    let log = husk.file("hooks.log");
+    let host_hook = |stage: &str| {
+        json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!(
+                "state=$(cat); echo \"{stage} $(echo \"$state\" | grep -o '\"status\":\"[a-z]*\"')\" >> {}",
+                log.display()
+            )]
+        })
+    };
+    let mut bundle = bundle_running("hooks", "cat /dev/shm/from-hook");
+    bundle.set(
+        "/hooks",
+        json!({
+            "prestart": [host_hook("prestart")],
+            "createRuntime": [host_hook("createRuntime")],
+            "poststart": [host_hook("poststart")],
+            "poststop": [host_hook("poststop")],
+            "startContainer": [{
+                "path": "/bin/sh",
+                "args": ["sh", "-c", "echo startContainer-in-the-container > /dev/shm/from-hook"]
+            }]
+        }),
+    );
+    let id = unique_id("hooks");
+    let call = husk.call(&[
+        "--backend",
+        "vm",
+        "run",
+        "--bundle",
+        path_str(&bundle.dir),
+        &id,
+    ]);
+    assert_eq!(call.success(), "startContainer-in-the-container\n");
+    let stages: Vec<String> = fs::read_to_string(&log)
+        .expect("the host hooks wrote their log")
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "prestart \"status\":\"creating\"",
+            "createRuntime \"status\":\"creating\"",
+            "poststart \"status\":\"running\"",
+            "poststop \"status\":\"stopped\"",
+        ],
+        "host hooks in the spec's order, each with the state"
+    );
+    husk.assert_nothing_left(&id, None, None);
+}
