@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use std::{io, thread};
 
 use husk_init::engine::cgroups::{Cgroup, CgroupError};
-use husk_init::engine::hooks::{HookError, HookStage};
+use husk_init::engine::hooks::{self, HookError, HookStage};
 use husk_init::engine::sys::{self, Fork};
 use husk_protocol::{
     CreateContainerRequest, ExecRequest, ExitStatus, GuestTimings, ProcessRef, Request, Response,
@@ -348,7 +348,7 @@ impl VmBackend {
         // prestart (deprecated) and createRuntime run in the runtime's
         // namespaces once the container exists (runtime.md "Lifecycle").
         let bundle = context.bundle;
-        let state = host_hooks::state(
+        let state = hooks::container_state(
             bundle.spec.version(),
             id,
             ContainerState::Creating,
@@ -363,7 +363,7 @@ impl VmBackend {
                 &plan.guest.host_hooks.create_runtime,
             ),
         ] {
-            host_hooks::run(stage_hooks, stage, &state, &bundle.path)
+            hooks::run_hooks_in(&bundle.path, stage_hooks, stage, &state)
                 .map_err(|source| VmError::Hooks { stage, source })?;
         }
 
@@ -415,14 +415,14 @@ impl VmBackend {
             .map_err(|error| not_running_or(error, VmError::Agent))?;
         self.keep_agent(agent);
         let files = VmFiles::of(container);
-        let hooks = host_hooks::load(&files.hooks);
+        let saved_hooks = host_hooks::load(&files.hooks);
         let state =
             host_hooks::record_state(container, ContainerState::Running, Some(container.pid));
-        if let Err(source) = host_hooks::run(
-            &hooks.poststart,
+        if let Err(source) = hooks::run_hooks_in(
+            &container.bundle,
+            &saved_hooks.poststart,
             HookStage::Poststart,
             &state,
-            &container.bundle,
         ) {
             logging::warning(format!(
                 "container {}: {}",
@@ -438,7 +438,7 @@ impl VmBackend {
         if container.process_is_alive() {
             stop_vmm(container, &files, force)?;
         }
-        let hooks = host_hooks::load(&files.hooks);
+        let saved_hooks = host_hooks::load(&files.hooks);
         for (path, error) in files.remove_all() {
             logging::warning(format!(
                 "container {}: remove {}: {error}",
@@ -464,11 +464,11 @@ impl VmBackend {
             }
         }
         let state = host_hooks::record_state(container, ContainerState::Stopped, None);
-        if let Err(source) = host_hooks::run(
-            &hooks.poststop,
+        if let Err(source) = hooks::run_hooks_in(
+            &container.bundle,
+            &saved_hooks.poststop,
             HookStage::Poststop,
             &state,
-            &container.bundle,
         ) {
             logging::warning(format!(
                 "container {}: {}",

@@ -6,12 +6,11 @@
 //! container and keeps the other two in the state directory, for `start`
 //! and `delete`, which may come when the bundle is gone.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::{fs, io};
 
-use husk_init::engine::hooks::{self, HookError, HookStage};
-use oci_spec::runtime::{ContainerState, Hook, State, StateBuilder};
+use husk_init::engine::hooks;
+use oci_spec::runtime::{ContainerState, Hook, State};
 use serde::{Deserialize, Serialize};
 
 use crate::state::ContainerRecord;
@@ -45,38 +44,14 @@ pub fn load(path: &Path) -> HostHooks {
         .unwrap_or_default()
 }
 
-/// The runtime-spec state a hook reads on its stdin (runtime.md "State").
-pub fn state(
-    oci_version: &str,
-    id: &str,
-    status: ContainerState,
-    pid: Option<i32>,
-    bundle: &Path,
-    annotations: Option<HashMap<String, String>>,
-) -> State {
-    let mut builder = StateBuilder::default()
-        .version(oci_version.to_string())
-        .id(id.to_string())
-        .status(status)
-        .bundle(bundle.to_path_buf());
-    if let Some(pid) = pid {
-        builder = builder.pid(pid);
-    }
-    if let Some(annotations) = annotations {
-        builder = builder.annotations(annotations);
-    }
-    builder
-        .build()
-        .expect("every State field has a value or a default")
-}
-
-/// [`state`] of a container husk recorded.
+/// The runtime-spec state (runtime.md "State") of a container husk
+/// recorded, as a hook reads it on stdin.
 pub fn record_state(
     container: &ContainerRecord,
     status: ContainerState,
     pid: Option<i32>,
 ) -> State {
-    state(
+    hooks::container_state(
         &container.oci_version,
         &container.id,
         status,
@@ -84,26 +59,6 @@ pub fn record_state(
         &container.bundle,
         (!container.annotations.is_empty()).then(|| container.annotations.clone()),
     )
-}
-
-/// Runs host hooks with the bundle as working directory (runtime.md
-/// "Hooks"), when the bundle still exists.
-pub fn run(
-    stage_hooks: &[Hook],
-    stage: HookStage,
-    state: &State,
-    bundle: &Path,
-) -> Result<(), HookError> {
-    if stage_hooks.is_empty() {
-        return Ok(());
-    }
-    let previous = std::env::current_dir().ok();
-    let moved = std::env::set_current_dir(bundle).is_ok();
-    let result = hooks::run_hooks(stage_hooks, stage, state);
-    if let (true, Some(previous)) = (moved, previous) {
-        let _ = std::env::set_current_dir(previous);
-    }
-    result
 }
 
 #[cfg(test)]
@@ -145,7 +100,7 @@ mod tests {
             .unwrap();
         let bundle = directory.path().canonicalize().unwrap();
         let before = std::env::current_dir().unwrap();
-        let hook_state = state(
+        let hook_state = hooks::container_state(
             "1.2.0",
             "c1",
             ContainerState::Creating,
@@ -153,7 +108,13 @@ mod tests {
             &bundle,
             None,
         );
-        run(&[hook], HookStage::CreateRuntime, &hook_state, &bundle).unwrap();
+        hooks::run_hooks_in(
+            &bundle,
+            &[hook],
+            hooks::HookStage::CreateRuntime,
+            &hook_state,
+        )
+        .unwrap();
         assert_eq!(std::env::current_dir().unwrap(), before);
         let text = fs::read_to_string(&output).unwrap();
         let (cwd, json) = text.split_once('\n').unwrap();
