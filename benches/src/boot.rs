@@ -7,17 +7,17 @@
 //! the same way for both VMMs. Boots of the two alternate so drift hits both
 //! alike. Prints a table, writes `boot.csv` and `boot.svg`.
 
-use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 use std::{fs, thread};
 
+use husk_benches::guest_boot::{
+    boot_to_ready, husk_vmm_command, qemu_microvm_command, read_all, timing, BootSample,
+    GuestMachine,
+};
 use husk_benches::stats::Summary;
-use husk_benches::{kvm_can_boot, plot, require_files, QEMU_MACHINE};
-
-const READY_TIMEOUT: Duration = Duration::from_secs(180);
+use husk_benches::{kvm_can_boot, plot, require_files};
 
 const USAGE: &str = "\
 Usage: husk-bench-boot --kernel VMLINUX --initrd INITRAMFS [OPTIONS]
@@ -104,169 +104,21 @@ fn parse_options() -> Result<Options, String> {
     Ok(options)
 }
 
-fn cmdline(exit: &str) -> String {
-    format!("console=ttyS0 reboot=k panic=-1 husk.exit={exit}")
-}
-
-/// One boot's measurements.
-#[derive(Debug, Default, Clone)]
-struct Sample {
-    ready_ms: f64,
-    rss_kib: u64,
-    guest_kib: u64,
-    /// husk-vmm's own phase timings, from its --timings line.
-    first_kvm_run_ms: Option<f64>,
-    init_started_ms: Option<f64>,
-}
-
-/// Resident memory of `pid`, and of its guest RAM mapping (the anonymous
-/// mapping exactly `guest_kib` large).
-fn memory_of(pid: u32, guest_size_kib: u64) -> (u64, u64) {
-    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
-    let (mut total, mut guest, mut in_guest) = (0, 0, false);
-    for line in smaps.lines() {
-        let mut fields = line.split_whitespace();
-        match (fields.next(), fields.next()) {
-            (Some("Size:"), Some(kib)) => in_guest = kib.parse() == Ok(guest_size_kib),
-            (Some("Rss:"), Some(kib)) => {
-                let kib: u64 = kib.parse().unwrap_or(0);
-                total += kib;
-                if in_guest {
-                    guest += kib;
-                }
-            }
-            _ => {}
-        }
+fn machine(options: &Options) -> GuestMachine<'_> {
+    GuestMachine {
+        kernel: &options.kernel,
+        initrd: &options.initrd,
+        memory_mib: options.memory_mib,
+        vcpus: options.vcpus,
     }
-    (total, guest)
-}
-
-/// `name=12.345ms` out of husk-vmm's timing line.
-fn timing(stderr: &str, name: &str) -> Option<f64> {
-    let line = stderr.lines().find(|l| l.starts_with("husk-vmm: timing"))?;
-    line.split_whitespace().find_map(|pair| {
-        pair.strip_prefix(name)?
-            .strip_prefix('=')?
-            .strip_suffix("ms")?
-            .parse()
-            .ok()
-    })
-}
-
-/// `name=N` out of husk-vmm's memory line.
-fn memory_field(stderr: &str, name: &str) -> Option<u64> {
-    let line = stderr.lines().find(|l| l.starts_with("husk-vmm: memory"))?;
-    line.split_whitespace()
-        .find_map(|pair| pair.strip_prefix(name)?.strip_prefix('=')?.parse().ok())
-}
-
-fn read_all<R: Read + Send + 'static>(pipe: R) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut text = String::new();
-        let _ = BufReader::new(pipe).read_to_string(&mut text);
-        text
-    })
-}
-
-/// Spawns `command`, waits for the ready line on its stdout, samples its
-/// memory, then stops it (`stop_signal`) and collects its stderr.
-fn boot_once(
-    mut command: Command,
-    guest_kib: u64,
-    stop_signal: libc::c_int,
-) -> Result<Sample, String> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let start = Instant::now();
-    let mut child: Child = command
-        .spawn()
-        .map_err(|e| format!("start {command:?}: {e}"))?;
-    let stdout = child.stdout.take().unwrap();
-    let stderr = read_all(child.stderr.take().unwrap());
-    let (ready_tx, ready_rx) = mpsc::channel();
-    let console = thread::spawn(move || {
-        let mut text = String::new();
-        let mut reader = BufReader::new(stdout);
-        let mut line = String::new();
-        while reader.read_line(&mut line).unwrap_or(0) > 0 {
-            if line.contains(husk_protocol::READY_LINE_PREFIX) {
-                let _ = ready_tx.send(Instant::now());
-            }
-            text.push_str(&line);
-            line.clear();
-        }
-        text
-    });
-    let ready = ready_rx.recv_timeout(READY_TIMEOUT);
-    let (rss_kib, guest_kib) = memory_of(child.id(), guest_kib);
-    // SAFETY: kill(2) on our own child, which has not been reaped yet.
-    unsafe { libc::kill(child.id() as libc::pid_t, stop_signal) };
-    let _ = child.wait();
-    let stderr = stderr.join().unwrap_or_default();
-    let console = console.join().unwrap_or_default();
-    let ready = ready.map_err(|_| {
-        let tail: Vec<&str> = console.lines().rev().take(15).collect();
-        format!(
-            "no ready line within {READY_TIMEOUT:?} from {command:?}\nstderr: {stderr}\nconsole tail:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        )
-    })?;
-    // husk-vmm reports its own split (it knows exactly which host ranges
-    // are guest RAM, also where files are mapped into it); QEMU's guest RAM
-    // is the one anonymous mapping of the guest's size.
-    let (rss_kib, guest_kib) = match (
-        memory_field(&stderr, "rss_kib"),
-        memory_field(&stderr, "guest_kib"),
-    ) {
-        (Some(rss), Some(guest)) => (rss, guest),
-        _ => (rss_kib, guest_kib),
-    };
-    Ok(Sample {
-        ready_ms: (ready - start).as_secs_f64() * 1000.0,
-        rss_kib,
-        guest_kib,
-        first_kvm_run_ms: timing(&stderr, "first_kvm_run"),
-        init_started_ms: timing(&stderr, "init_started"),
-    })
 }
 
 fn husk_command(options: &Options, serial: &str, exit: &str) -> Command {
-    let mut command = Command::new(&options.vmm);
-    command.args(["--kernel".as_ref(), options.kernel.as_os_str()]);
-    command.args(["--initrd".as_ref(), options.initrd.as_os_str()]);
-    command.args([
-        "--memory-mib",
-        &options.memory_mib.to_string(),
-        "--vcpus",
-        &options.vcpus.to_string(),
-    ]);
-    command.args(["--serial", serial, "--timings", "--cmdline", &cmdline(exit)]);
-    command
+    husk_vmm_command(&options.vmm, &machine(options), serial, exit)
 }
 
 fn qemu_command(options: &Options) -> Command {
-    let mut command = Command::new(&options.qemu);
-    command.args(QEMU_MACHINE);
-    command.args([
-        "-m",
-        &options.memory_mib.to_string(),
-        "-smp",
-        &options.vcpus.to_string(),
-    ]);
-    command.args([
-        "-nodefaults",
-        "-no-user-config",
-        "-display",
-        "none",
-        "-serial",
-        "stdio",
-    ]);
-    command.args(["-kernel".as_ref(), options.kernel.as_os_str()]);
-    command.args(["-initrd".as_ref(), options.initrd.as_os_str()]);
-    command.args(["-append", &cmdline("hold")]);
-    command
+    qemu_microvm_command(&options.qemu, &machine(options))
 }
 
 /// husk-vmm's setup (start → first KVM_RUN) alone: works on any KVM, even
@@ -340,12 +192,16 @@ fn run(options: &Options) -> Result<(), String> {
     let guest_kib = options.memory_mib * 1024;
     let (mut husk, mut qemu) = (Vec::new(), Vec::new());
     for run in 0..options.runs {
-        husk.push(boot_once(
+        husk.push(boot_to_ready(
             husk_command(options, "stdout", "hold"),
             guest_kib,
             libc::SIGTERM,
         )?);
-        qemu.push(boot_once(qemu_command(options), guest_kib, libc::SIGKILL)?);
+        qemu.push(boot_to_ready(
+            qemu_command(options),
+            guest_kib,
+            libc::SIGKILL,
+        )?);
         eprintln!(
             "run {}/{}: husk-vmm {:.1} ms, qemu microvm {:.1} ms",
             run + 1,
@@ -355,8 +211,8 @@ fn run(options: &Options) -> Result<(), String> {
         );
     }
 
-    let ready = |samples: &[Sample]| samples.iter().map(|s| s.ready_ms).collect::<Vec<_>>();
-    let overhead = |samples: &[Sample]| {
+    let ready = |samples: &[BootSample]| samples.iter().map(|s| s.ready_ms).collect::<Vec<_>>();
+    let overhead = |samples: &[BootSample]| {
         samples
             .iter()
             .map(|s| s.rss_kib.saturating_sub(s.guest_kib) as f64)

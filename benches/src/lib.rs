@@ -1,6 +1,8 @@
-//! What husk's benchmark programs share: statistics, the SVG plot, and how
-//! to tell whether this host's KVM can boot a guest.
+//! What husk's benchmark programs share: statistics, the SVG plots, booting
+//! the guest to husk-init with husk-vmm or QEMU, and how to tell whether
+//! this host's KVM can boot a guest.
 
+pub mod guest_boot;
 pub mod plot;
 pub mod stats;
 

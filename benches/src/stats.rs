@@ -1,13 +1,16 @@
 //! Small statistics and table helpers shared by the benchmarks.
 
-/// Median, min, max and the interquartile range of a sample.
+/// Median, min, max, the interquartile range and the 10th and 90th
+/// percentiles of a sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
     pub median: f64,
     pub min: f64,
     pub max: f64,
+    pub p10: f64,
     pub p25: f64,
     pub p75: f64,
+    pub p90: f64,
     pub count: usize,
 }
 
@@ -29,8 +32,10 @@ impl Summary {
             median: percentile(&sorted, 0.5),
             min: sorted[0],
             max: sorted[sorted.len() - 1],
+            p10: percentile(&sorted, 0.1),
             p25: percentile(&sorted, 0.25),
             p75: percentile(&sorted, 0.75),
+            p90: percentile(&sorted, 0.9),
             count: sorted.len(),
         })
     }

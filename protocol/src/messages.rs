@@ -259,6 +259,10 @@ pub enum Request {
     /// The PIDs (in the guest's PID namespace) of every process in the
     /// container's cgroup, for `husk ps`. Reply: [`Response::Processes`].
     ListProcesses,
+    /// Every process in the container's cgroup with its parent, user,
+    /// state and command line, for `husk ps`'s table (the host's ps(1)
+    /// cannot see the guest's processes). Reply: [`Response::ProcessTable`].
+    ProcessTable,
     /// Freeze every process in the container (cgroup v2 `cgroup.freeze`,
     /// like `runc pause`). Reply: [`Response::Ok`].
     Pause,
@@ -386,6 +390,22 @@ pub struct IoDeviceStats {
     pub write_ops: u64,
 }
 
+/// One process of the container, from the guest's /proc/PID/stat, status
+/// and cmdline (proc(5)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuestProcess {
+    /// In the guest's PID namespace.
+    pub pid: i32,
+    pub ppid: i32,
+    /// The real user ID.
+    pub uid: u32,
+    /// The state letter: R, S, D, Z, T ...
+    pub state: String,
+    /// The arguments joined with spaces, or the command name in brackets
+    /// for a process without any (a kernel thread, a zombie).
+    pub command: String,
+}
+
 /// Resource usage of the container, the data of `husk events --stats`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerStats {
@@ -434,6 +454,8 @@ pub enum Response {
     Stats(ContainerStats),
     /// The container's processes, by PID in the guest.
     Processes { pids: Vec<i32> },
+    /// The container's processes as the guest's /proc shows them.
+    ProcessTable { processes: Vec<GuestProcess> },
     /// The guest's startup phases.
     Timings(GuestTimings),
     /// The request failed; nothing it would have started is left running.
@@ -593,6 +615,7 @@ pub(crate) mod tests {
             Request::CloseStdin { process: exec },
             Request::Stats,
             Request::ListProcesses,
+            Request::ProcessTable,
             Request::Pause,
             Request::Resume,
             Request::UpdateResources(Box::new(
@@ -658,6 +681,15 @@ pub(crate) mod tests {
                 }],
             }),
             Response::Processes { pids: vec![1, 7] },
+            Response::ProcessTable {
+                processes: vec![GuestProcess {
+                    pid: 1,
+                    ppid: 0,
+                    uid: 1000,
+                    state: "S".to_string(),
+                    command: "sleep 100".to_string(),
+                }],
+            },
             Response::Timings(GuestTimings {
                 init_start_us: 80_000,
                 init_ready_us: 95_000,

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
-use std::io::{ErrorKind, Read};
+use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -654,4 +654,142 @@ impl HostBaseline {
             "cgroup directories of container {id} are still there"
         );
     }
+}
+
+/// `husk spec` in a directory holding only a busybox rootfs, then `husk
+/// run` on that bundle unchanged — `process.terminal` true and `sh` as the
+/// process, so husk holds the terminal and relays it, as runc run does —
+/// driven through husk's stdin; meanwhile `husk exec` enters the same
+/// container: it sees the file the shell wrote (on the container's
+/// /dev/shm: the root is read-only) and the shell as pid 1 of
+/// its pid namespace; `husk ps` lists the shell. The shell's `exit 3` ends
+/// `husk run` with 3.
+///
+/// `husk` builds a husk command (root, backend and configuration set) for
+/// the arguments; `timeout` bounds each step.
+pub fn check_run_of_a_spec_bundle(
+    husk: &dyn Fn(&[&str]) -> Command,
+    name: &str,
+    id: &str,
+    timeout: Duration,
+) {
+    let bundle = crate::bundle::Bundle::busybox(name);
+    let config_path = bundle.dir.join("config.json");
+    fs::remove_file(&config_path).expect("remove the test's own config.json");
+    let dir = bundle.dir.to_str().expect("the bundle path is UTF-8");
+    let spec = husk(&["spec", "--bundle", dir])
+        .output()
+        .expect("run husk spec");
+    assert!(
+        spec.status.success(),
+        "husk spec failed: {}",
+        String::from_utf8_lossy(&spec.stderr)
+    );
+    let config: Value = serde_json::from_str(&read_text(&config_path)).expect("config.json");
+    assert_eq!(config["process"]["terminal"], true, "husk spec's default");
+    assert_eq!(config["process"]["args"], serde_json::json!(["sh"]));
+
+    let output_path = bundle.dir.join("run.output");
+    let errors_path = bundle.dir.join("run.errors");
+    let mut run = husk(&["run", "--bundle", dir, id])
+        .stdin(Stdio::piped())
+        .stdout(fs::File::create(&output_path).expect("create run's output file"))
+        .stderr(fs::File::create(&errors_path).expect("create run's error file"))
+        .spawn()
+        .expect("start husk run");
+    let mut terminal = run.stdin.take().expect("husk run's stdin");
+    // The terminal echoes what is typed: the shell's arithmetic makes the
+    // marker appear only when the shell has run the line.
+    terminal
+        .write_all(b"echo made-by-run > /dev/shm/mark; echo run-$((40+2))-ready\n")
+        .expect("type into husk run");
+    let deadline = Instant::now() + timeout;
+    while !read_text(&output_path).contains("run-42-ready") {
+        if let Ok(Some(status)) = run.try_wait() {
+            panic!(
+                "husk run ended ({status}) before the shell answered\noutput:\n{}\nerrors:\n{}",
+                read_text(&output_path),
+                read_text(&errors_path)
+            );
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the shell of husk run did not answer within {timeout:?}\noutput:\n{}\nerrors:\n{}",
+            read_text(&output_path),
+            read_text(&errors_path)
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    let exec = husk(&[
+        "exec",
+        id,
+        "sh",
+        "-c",
+        "cat /dev/shm/mark; tr '\\0' ' ' < /proc/1/cmdline; echo; echo exec-pid=$$",
+    ])
+    .output()
+    .expect("run husk exec");
+    let exec_output = String::from_utf8_lossy(&exec.stdout);
+    assert!(
+        exec.status.success(),
+        "husk exec failed ({}): {}",
+        exec.status,
+        String::from_utf8_lossy(&exec.stderr)
+    );
+    let lines: Vec<&str> = exec_output.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"made-by-run"),
+        "exec output:\n{exec_output}"
+    );
+    assert_eq!(
+        lines.get(1).map(|line| line.trim_end()),
+        Some("sh"),
+        "pid 1 of the exec'd process's pid namespace is the container's shell:\n{exec_output}"
+    );
+    let exec_pid: u32 = lines
+        .get(2)
+        .and_then(|line| line.strip_prefix("exec-pid="))
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("no exec-pid line:\n{exec_output}"));
+    assert!(
+        (2..100).contains(&exec_pid),
+        "the exec'd shell is pid {exec_pid}: not in the container's pid namespace"
+    );
+
+    // `husk ps`'s table shows the shell (for a VM, as the guest sees it).
+    let ps = husk(&["ps", id]).output().expect("run husk ps");
+    let table = String::from_utf8_lossy(&ps.stdout);
+    assert!(
+        ps.status.success(),
+        "husk ps failed: {}",
+        String::from_utf8_lossy(&ps.stderr)
+    );
+    let mut rows = table.lines();
+    assert!(
+        rows.next().is_some_and(|header| header.contains("PID")),
+        "{table}"
+    );
+    assert!(
+        rows.any(|row| row.split_whitespace().last() == Some("sh")),
+        "no row for the shell:\n{table}"
+    );
+
+    terminal.write_all(b"exit 3\n").expect("type exit");
+    drop(terminal);
+    let status = wait_with_deadline(&mut run, timeout);
+    assert_eq!(
+        status.and_then(|status| status.code()),
+        Some(3),
+        "husk run did not end with the shell's status 3\noutput:\n{}\nerrors:\n{}",
+        read_text(&output_path),
+        read_text(&errors_path)
+    );
+    let state = husk(&["state", id]).output().expect("run husk state");
+    assert!(
+        !state.status.success(),
+        "husk run left the container behind: {}",
+        String::from_utf8_lossy(&state.stdout)
+    );
 }

@@ -4,16 +4,17 @@
 //! the way the husk CLI does: create, stdio streams, start, wait, shutdown.
 
 use std::io::Read;
-use std::os::unix::net::UnixStream;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 use husk_protocol::{
     CreateContainerRequest, ExitStatus, GuestError, ProcessRef, Request, Response, RootfsSource,
     StdioSetup, StreamKind,
 };
-use husk_vmm::guest_agent::{self, GuestAgent};
+use husk_vmm::guest_agent::{self, AgentError, GuestAgent};
 
 use crate::bundle::Bundle;
 use crate::{cmdline, path_str, wait_with_deadline, Artifacts, Scratch, BOOT_TIMEOUT};
@@ -103,17 +104,40 @@ pub struct GuestSandbox {
     _scratch: Scratch,
 }
 
+/// Waits up to [`BOOT_TIMEOUT`] for the guest agent, giving up as soon as
+/// husk-vmm exits (its stderr, inherited, says why).
+fn accept_while_running(listener: &UnixListener, vmm: &mut Child) -> Result<GuestAgent, String> {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        match GuestAgent::accept(listener, Duration::from_millis(250)) {
+            Ok(agent) => return Ok(agent),
+            Err(AgentError::ConnectTimeout { .. }) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        if let Ok(Some(status)) = vmm.try_wait() {
+            return Err(format!(
+                "husk-vmm exited ({status}) before the guest agent was ready"
+            ));
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "the guest agent was not ready within {BOOT_TIMEOUT:?}"
+            ));
+        }
+    }
+}
+
 impl GuestSandbox {
     /// Boots a VM (2 vCPUs, 256 MiB) with `bundle`'s rootfs as /dev/vda
     /// and waits for its agent.
     pub fn boot(bundle: &Bundle, id: &str) -> GuestSandbox {
-        let artifacts = Artifacts::get();
         let scratch = Scratch::new(&format!("vm-{id}"));
         let image = scratch.file("rootfs.ext4");
         make_ext4_image(&bundle.rootfs(), &image);
         let vsock = scratch.file("vsock");
         let console = scratch.file("console.log");
         let listener = guest_agent::listen(&vsock).expect("listen for the guest agent");
+        let artifacts = Artifacts::get();
         let mut vmm = Command::new(&artifacts.vmm)
             .args(["--kernel", path_str(&artifacts.vmlinux)])
             .args(["--initrd", path_str(&artifacts.initramfs)])
@@ -127,7 +151,7 @@ impl GuestSandbox {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start husk-vmm");
-        let agent = match GuestAgent::accept(&listener, BOOT_TIMEOUT) {
+        let agent = match accept_while_running(&listener, &mut vmm) {
             Ok(agent) => agent,
             Err(error) => {
                 let _ = vmm.kill();

@@ -15,9 +15,9 @@ use std::{fs, thread};
 use husk_tests::bundle::Bundle;
 use husk_tests::checks::Check;
 use husk_tests::husk_cli::{
-    container_cgroup_dirs, container_cgroup_file, is_running, process_state, read_pid_file,
-    read_terminal, read_text, reap, receive_console, send_signal, wait_for_output, wait_until,
-    Husk, HuskRun, CONTAINER_TIMEOUT,
+    check_run_of_a_spec_bundle, container_cgroup_dirs, container_cgroup_file, is_running,
+    process_state, read_pid_file, read_terminal, read_text, reap, receive_console, send_signal,
+    wait_for_output, wait_until, Husk, HuskRun, CONTAINER_TIMEOUT,
 };
 use husk_tests::path_str;
 use serde_json::{json, Value};
@@ -124,6 +124,13 @@ fn create_start_kill_delete() {
         state["husk"]["timingsMicros"]["create_returned"].as_u64() > Some(0),
         "{state}"
     );
+    // The same, in the runtime spec's annotations for tools that read only
+    // those.
+    assert_eq!(state["annotations"]["run.husk.backend"], "container");
+    assert_eq!(
+        state["annotations"]["run.husk.phase-us.create_returned"],
+        state["husk"]["timingsMicros"]["create_returned"].to_string()
+    );
     // runc's model: once husk has exited, the init is the caller's (this
     // subreaper's) to reap, and it waits for start before running anything.
     assert_eq!(
@@ -166,6 +173,19 @@ fn run_in_the_foreground_exits_with_the_container_s_status() {
     let stderr = run.expect_code(3);
     assert_eq!(run.stdout, "hello\n");
     assert_eq!(stderr, "oops\n");
+    assert_gone(&husk, &id, &[]);
+}
+
+#[test]
+fn run_of_a_husk_spec_bundle_holds_the_terminal_and_exec_enters_the_container() {
+    let husk = Husk::new("spec-bundle");
+    let id = unique_id("spec-bundle");
+    check_run_of_a_spec_bundle(
+        &|args| husk.command(args),
+        "cli-spec-bundle",
+        &id,
+        CONTAINER_TIMEOUT,
+    );
     assert_gone(&husk, &id, &[]);
 }
 

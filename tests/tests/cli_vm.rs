@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 
 use husk_tests::bundle::Bundle;
 use husk_tests::husk_cli::{
-    become_subreaper, container_cgroup_dirs, is_running, process_state, processes_of,
-    read_pid_file, read_text, reap, send_signal, wait_until, HostBaseline,
+    become_subreaper, check_run_of_a_spec_bundle, container_cgroup_dirs, is_running, process_state,
+    processes_of, read_pid_file, read_text, reap, send_signal, wait_until, HostBaseline,
 };
 use husk_tests::{
     path_str, require_bootable_kvm, wait_with_deadline, Artifacts, Scratch, BOOT_TIMEOUT,
@@ -130,6 +130,19 @@ impl VmHusk {
         self.scratch.file(name)
     }
 
+    /// `husk --root ROOT ARGS...` with the test's configuration, stdin from
+    /// /dev/null.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(&self.binary);
+        command
+            .arg("--root")
+            .arg(self.root())
+            .args(args)
+            .env("HUSK_CONFIG", self.file("husk-config.json"))
+            .stdin(Stdio::null());
+        command
+    }
+
     /// `husk --root ROOT ARGS...` to its end, with `stdin` (a file's
     /// contents, or /dev/null).
     fn call_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Call {
@@ -145,11 +158,8 @@ impl VmHusk {
             }
             None => Stdio::null(),
         };
-        let mut child = Command::new(&self.binary)
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .env("HUSK_CONFIG", self.file("husk-config.json"))
+        let mut child = self
+            .command(args)
             .stdin(stdin)
             .stdout(fs::File::create(&stdout_path).expect("create husk's stdout file"))
             .stderr(fs::File::create(&stderr_path).expect("create husk's stderr file"))
@@ -308,6 +318,19 @@ fn run_relays_stdout_and_passes_the_exit_code_through() {
 }
 
 #[test]
+fn run_of_a_husk_spec_bundle_holds_the_terminal_and_exec_enters_the_vm() {
+    let husk = VmHusk::new("spec-bundle");
+    let id = unique_id("spec-bundle");
+    check_run_of_a_spec_bundle(
+        &|args| husk.command(&[&["--backend", "vm"], args].concat()),
+        "cli-vm-spec-bundle",
+        &id,
+        CALL_TIMEOUT,
+    );
+    husk.assert_nothing_left(&id, None, None);
+}
+
+#[test]
 fn create_start_kill_delete_goes_through_every_status_and_leaves_nothing() {
     let husk = VmHusk::new("lifecycle");
     let bundle = bundle_running(
@@ -340,7 +363,13 @@ fn create_start_kill_delete_goes_through_every_status_and_leaves_nothing() {
         "container_created",
     ] {
         assert!(timings[phase].is_u64(), "no {phase} in {timings}");
+        assert_eq!(
+            state["annotations"][format!("run.husk.phase-us.{phase}")],
+            timings[phase].to_string(),
+            "the {phase} annotation"
+        );
     }
+    assert_eq!(state["annotations"]["run.husk.backend"], "vm");
     // The container's pid is husk-vmm's, and this subreaper is its parent,
     // as conmon is.
     let comm = fs::read_to_string(format!("/proc/{pid}/comm")).expect("husk-vmm runs");

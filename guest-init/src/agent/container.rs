@@ -277,6 +277,16 @@ impl Sandbox {
                     .map_err(|e| failed("list the container's processes", e))?;
                 Ok(Response::Processes { pids })
             }
+            Request::ProcessTable => {
+                let pids = self
+                    .container
+                    .cgroup
+                    .processes()
+                    .map_err(|e| failed("list the container's processes", e))?;
+                Ok(Response::ProcessTable {
+                    processes: super::process_table::read(&pids),
+                })
+            }
             Request::Pause => {
                 self.container
                     .cgroup

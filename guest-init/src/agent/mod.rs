@@ -9,6 +9,7 @@
 
 mod container;
 mod control;
+mod process_table;
 mod reaper;
 mod root;
 mod streams;

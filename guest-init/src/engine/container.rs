@@ -777,6 +777,17 @@ pub fn wait_for_exit(init_pid: i32) -> io::Result<sys::ExitStatus> {
 /// ends meanwhile and forwarding [`FORWARDED_SIGNALS`] to `signal_target`,
 /// as `runc run` and `runc exec` forward them to their process.
 pub fn wait_for_first(pids: &[i32], signal_target: i32) -> io::Result<(i32, sys::ExitStatus)> {
+    wait_for_first_handling(pids, |signal| {
+        let _ = sys::kill(signal_target, signal);
+    })
+}
+
+/// [`wait_for_first`], with each of [`FORWARDED_SIGNALS`] that arrives
+/// handed to `on_signal` instead of forwarded.
+pub fn wait_for_first_handling(
+    pids: &[i32],
+    mut on_signal: impl FnMut(i32),
+) -> io::Result<(i32, sys::ExitStatus)> {
     let mut signals = FORWARDED_SIGNALS.to_vec();
     signals.push(libc::SIGCHLD);
     loop {
@@ -787,9 +798,7 @@ pub fn wait_for_first(pids: &[i32], signal_target: i32) -> io::Result<(i32, sys:
         }
         match sys::wait_for_signal(&signals, WAIT_TICK)? {
             Some(libc::SIGCHLD) | None => {}
-            Some(signal) => {
-                let _ = sys::kill(signal_target, signal);
-            }
+            Some(signal) => on_signal(signal),
         }
     }
 }

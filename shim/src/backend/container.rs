@@ -20,15 +20,16 @@ mod hooks;
 mod saved_config;
 mod stats;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use std::{io, thread};
 
 use husk_init::engine::cgroups::{Cgroup, CgroupError};
 use husk_init::engine::container::{
-    kill_all, prepare_to_wait, wait_for_exit, wait_for_first, EXEC_FIFO,
+    kill_all, prepare_to_wait, wait_for_exit, wait_for_first, wait_for_first_handling, EXEC_FIFO,
 };
 use husk_init::engine::hooks::HookStage;
 use husk_init::engine::syscall::LinuxSyscall;
@@ -37,6 +38,7 @@ use oci_spec::runtime::{ContainerState, LinuxResources};
 
 use self::saved_config::SavedConfigError;
 use self::stats::StatsError;
+use super::relay::{ConsoleRelay, RelayError, OUTPUT_GRACE};
 use super::{
     Backend, BackendError, BackendKind, CreateContext, CreatedContainer, ExecContext, Stats,
 };
@@ -70,6 +72,18 @@ pub enum ContainerError {
         #[source]
         source: io::Error,
     },
+    #[error("make a socket pair to receive the container's terminal")]
+    ConsolePair {
+        #[source]
+        source: io::Error,
+    },
+    #[error("receive the container's terminal from the container engine")]
+    ReceiveConsole {
+        #[source]
+        source: io::Error,
+    },
+    #[error("relay the container's terminal")]
+    Relay(#[source] RelayError),
     #[error("block the signals husk forwards to the container's process")]
     BlockSignals {
         #[source]
@@ -157,11 +171,16 @@ impl From<ContainerError> for BackendError {
 }
 
 #[derive(Debug, Default)]
-pub struct ContainerBackend;
+pub struct ContainerBackend {
+    /// The pty master of a container `run` in the foreground with a
+    /// terminal and no --console-socket: husk holds it and relays it to its
+    /// own stdio while it waits, as runc run does.
+    own_console: Mutex<Option<OwnedFd>>,
+}
 
 impl ContainerBackend {
     pub fn new() -> ContainerBackend {
-        ContainerBackend
+        ContainerBackend::default()
     }
 }
 
@@ -171,7 +190,9 @@ impl Backend for ContainerBackend {
     }
 
     fn create(&self, context: &CreateContext<'_>) -> Result<CreatedContainer, BackendError> {
-        Ok(create(context)?)
+        let (created, own_console) = create(context)?;
+        *self.own_console.lock().unwrap_or_else(|e| e.into_inner()) = own_console;
+        Ok(created)
     }
 
     fn start(&self, container: &ContainerRecord) -> Result<(), BackendError> {
@@ -229,10 +250,29 @@ impl Backend for ContainerBackend {
         // Normally done at create already (see `create`); blocking twice is
         // harmless.
         prepare_to_wait().map_err(|source| ContainerError::BlockSignals { source })?;
-        let status = wait_for_exit(container.pid).map_err(|source| ContainerError::Wait {
-            pid: container.pid,
-            source,
-        })?;
+        let own_console = self
+            .own_console
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let pid = container.pid;
+        let waited = match own_console {
+            None => wait_for_exit(pid),
+            Some(master) => {
+                let console = ConsoleRelay::start(master).map_err(ContainerError::Relay)?;
+                // The pty tells the container's foreground process group
+                // about a new size itself (tty_ioctl(4), TIOCSWINSZ).
+                let waited = wait_for_first_handling(&[pid], |signal| match signal {
+                    libc::SIGWINCH => console.follow_size(),
+                    _ => {
+                        let _ = sys::kill(pid, signal);
+                    }
+                });
+                console.finish(OUTPUT_GRACE);
+                waited.map(|(_, status)| status)
+            }
+        };
+        let status = waited.map_err(|source| ContainerError::Wait { pid, source })?;
         Ok(exit_status_byte(status.code()))
     }
 
@@ -319,7 +359,11 @@ impl Backend for ContainerBackend {
     }
 }
 
-fn create(context: &CreateContext<'_>) -> Result<CreatedContainer, ContainerError> {
+/// Creates the container; for `run` in the foreground with a terminal and
+/// no --console-socket, also returns the pty master husk then relays.
+fn create(
+    context: &CreateContext<'_>,
+) -> Result<(CreatedContainer, Option<OwnedFd>), ContainerError> {
     refuse_unsupported(context.no_pivot, context.preserve_fds)?;
     // --no-new-keyring needs nothing: the engine never creates a session
     // keyring, so the container always keeps the caller's, which is what
@@ -331,10 +375,27 @@ fn create(context: &CreateContext<'_>) -> Result<CreatedContainer, ContainerErro
         sys::set_child_subreaper().map_err(|source| ContainerError::Subreaper { source })?;
     }
     saved_config::save(context.bundle, context.state_dir)?;
-    let console_socket = context
-        .console_socket
-        .map(connect_console_socket)
-        .transpose()?;
+    let terminal = context
+        .bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|process| process.terminal())
+        .unwrap_or(false);
+    // runc run holds the terminal itself when nobody else takes it; husk
+    // receives the master on the other end of a socket pair the engine
+    // uses as its console socket.
+    let mut own_console_end = None;
+    let console_socket = match context.console_socket {
+        Some(path) => Some(connect_console_socket(path)?),
+        None if terminal && !context.detach => {
+            let (ours, engines) =
+                UnixStream::pair().map_err(|source| ContainerError::ConsolePair { source })?;
+            own_console_end = Some(ours);
+            Some(OwnedFd::from(engines))
+        }
+        None => None,
+    };
 
     let engine_started = context.micros_since_cli_start();
     let container = engine::create(&CreateOptions {
@@ -349,6 +410,21 @@ fn create(context: &CreateContext<'_>) -> Result<CreatedContainer, ContainerErro
         syscall: &LinuxSyscall,
     })?;
     let create_returned = context.micros_since_cli_start();
+    let own_console = match own_console_end {
+        Some(socket) => {
+            let received = sys::receive_fd(socket.as_fd())
+                .map(|(_, master)| master)
+                .map_err(|source| ContainerError::ReceiveConsole { source });
+            match received {
+                Ok(master) => Some(master),
+                Err(error) => {
+                    let _ = engine::kill(container.pid, libc::SIGKILL);
+                    return Err(error);
+                }
+            }
+        }
+        None => None,
+    };
     for warning in container.cgroup.warnings() {
         // Settings this host's cgroups cannot carry out; the container runs.
         logging::warning(format!("container {}: {warning}", context.id));
@@ -359,7 +435,7 @@ fn create(context: &CreateContext<'_>) -> Result<CreatedContainer, ContainerErro
         // for sigtimedwait(2). The engine's children reset their mask.
         prepare_to_wait().map_err(|source| ContainerError::BlockSignals { source })?;
     }
-    Ok(CreatedContainer {
+    let created = CreatedContainer {
         pid: container.pid,
         paths: BackendPaths {
             cgroup: Some(Path::new("/").join(container.cgroup.relative_path())),
@@ -370,7 +446,8 @@ fn create(context: &CreateContext<'_>) -> Result<CreatedContainer, ContainerErro
             ("create_returned".to_string(), create_returned),
         ]
         .into(),
-    })
+    };
+    Ok((created, own_console))
 }
 
 /// Refuses what runc offers and the engine cannot do, before anything

@@ -11,6 +11,7 @@
 //! [`ContainerRecord`] and does the work.
 
 pub mod container;
+pub mod relay;
 pub mod vm;
 
 use std::collections::{BTreeMap, HashMap};
@@ -20,6 +21,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use husk_init::engine::Bundle;
+use husk_protocol::GuestProcess;
 use oci_spec::runtime::{LinuxResources, Process};
 use serde::{Deserialize, Serialize};
 
@@ -370,6 +372,15 @@ pub trait Backend {
     /// The pids of the container's processes, as `ps` filters the host's
     /// process table by them.
     fn processes(&self, container: &ContainerRecord) -> Result<Vec<i32>, BackendError>;
+
+    /// The container's processes with their details, where the host's
+    /// ps(1) cannot show them (they run in a VM); None where it can.
+    fn process_table(
+        &self,
+        _container: &ContainerRecord,
+    ) -> Result<Option<Vec<GuestProcess>>, BackendError> {
+        Ok(None)
+    }
 
     /// Freezes every process of the container (cgroup freezer).
     fn pause(&self, container: &ContainerRecord) -> Result<(), BackendError>;

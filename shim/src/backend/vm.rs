@@ -36,12 +36,10 @@ mod guest_spec;
 mod host_hooks;
 mod image;
 mod layout;
-mod relay;
 pub mod sizing;
 mod vmm;
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -54,8 +52,8 @@ use husk_init::engine::cgroups::{Cgroup, CgroupError};
 use husk_init::engine::hooks::{self, HookError, HookStage};
 use husk_init::engine::sys::{self, Fork};
 use husk_protocol::{
-    CreateContainerRequest, ExecRequest, ExitStatus, GuestTimings, ProcessRef, Request, Response,
-    RootfsSource, StdioSetup, StreamKind,
+    CreateContainerRequest, ExecRequest, ExitStatus, GuestProcess, GuestTimings, ProcessRef,
+    Request, Response, RootfsSource, StdioSetup, StreamKind,
 };
 use oci_spec::runtime::{ContainerState, LinuxResources};
 
@@ -66,9 +64,9 @@ use self::exec::{new_exec_id, open_exec_stdio, ExecRun};
 use self::guest_spec::GuestSpecError;
 use self::image::ImageError;
 use self::layout::{LayoutError, VmFiles, SHORT_SOCKET_ROOT};
-use self::relay::{HostStdio, Relay, RelayError, OUTPUT_GRACE};
 use self::sizing::{HostCapacity, SizingError};
 use self::vmm::{ContainerStdio, Reaped, VmmError};
+use super::relay::{self, ConsoleRelay, RelayError, OUTPUT_GRACE};
 use super::{
     Backend, BackendError, BackendKind, CpuStats, CpuThrottling, CpuUsage, CreateContext,
     CreatedContainer, ExecContext, MemoryEntry, MemoryStats, PidsStats, Stats,
@@ -486,12 +484,9 @@ impl VmBackend {
         let pid = container.pid;
         let files = VmFiles::of(container);
         let console = match self.session().console.take() {
-            Some((path, receiver)) => Some(ConsoleRelay::start(&path, &receiver)?),
+            Some((path, receiver)) => Some(start_console_relay(&path, &receiver)?),
             None => None,
         };
-        if let Some(console) = &console {
-            console.follow_size();
-        }
 
         // husk-vmm is this command's child when `run` made it; otherwise
         // the guest says how the container ended.
@@ -526,7 +521,7 @@ impl VmBackend {
             ),
         };
         if let Some(console) = console {
-            console.relay.finish(OUTPUT_GRACE);
+            console.finish(OUTPUT_GRACE);
         }
         // 255: the status could not be learnt.
         let status = status.unwrap_or(u8::MAX);
@@ -859,50 +854,23 @@ fn receive_console(path: &Path) -> Result<Receiver<Result<OwnedFd, String>>, VmE
     Ok(receiver)
 }
 
-/// The container's terminal relayed to husk's own, for `run` in the
-/// foreground with a terminal and no --console-socket.
-struct ConsoleRelay {
-    relay: Relay,
-    /// The pty master, whose size follows husk's terminal; husk-vmm passes
-    /// it on to the guest.
-    master: File,
-}
-
-impl ConsoleRelay {
-    fn start(
-        path: &Path,
-        receiver: &Receiver<Result<OwnedFd, String>>,
-    ) -> Result<ConsoleRelay, VmError> {
-        // husk-vmm sends the master before it opens the agent socket, so it
-        // has arrived by now or never will.
-        let master = receiver
-            .recv_timeout(CONNECT_TIMEOUT)
-            .map_err(|_| "husk-vmm never sent it".to_string())
-            .and_then(|received| received)
-            .map_err(|reason| VmError::Console {
-                path: path.to_path_buf(),
-                reason,
-            })?;
-        let master = File::from(master);
-        let size_target = master.try_clone().map_err(|source| {
-            VmError::Relay(RelayError::Duplicate {
-                what: "pseudo-terminal",
-                source,
-            })
+/// Takes husk-vmm's pty master from `receiver` and relays the container's
+/// terminal to husk's own.
+fn start_console_relay(
+    path: &Path,
+    receiver: &Receiver<Result<OwnedFd, String>>,
+) -> Result<ConsoleRelay, VmError> {
+    // husk-vmm sends the master before it opens the agent socket, so it has
+    // arrived by now or never will.
+    let master = receiver
+        .recv_timeout(CONNECT_TIMEOUT)
+        .map_err(|_| "husk-vmm never sent it".to_string())
+        .and_then(|received| received)
+        .map_err(|reason| VmError::Console {
+            path: path.to_path_buf(),
+            reason,
         })?;
-        let relay = Relay::start(HostStdio::OwnPty { master }).map_err(VmError::Relay)?;
-        Ok(ConsoleRelay {
-            relay,
-            master: size_target,
-        })
-    }
-
-    /// Gives the container's terminal the size of husk's.
-    fn follow_size(&self) {
-        if let Some((rows, columns)) = self.relay.terminal().and_then(|terminal| terminal.size()) {
-            let _ = sys::set_window_size(std::os::fd::AsFd::as_fd(&self.master), rows, columns);
-        }
-    }
+    ConsoleRelay::start(master).map_err(VmError::Relay)
 }
 
 /// Removes what a failed `create` made: husk-vmm (killed), the files, the
@@ -1083,6 +1051,19 @@ impl Backend for VmBackend {
         }) {
             Ok(Response::Processes { pids }) => Ok(pids),
             Ok(_) => unreachable!("accepted only Processes"),
+            Err(error) => Err(error.into_backend()),
+        }
+    }
+
+    fn process_table(
+        &self,
+        container: &ContainerRecord,
+    ) -> Result<Option<Vec<GuestProcess>>, BackendError> {
+        match self.call(container, Request::ProcessTable, |response| {
+            matches!(response, Response::ProcessTable { .. })
+        }) {
+            Ok(Response::ProcessTable { processes }) => Ok(Some(processes)),
+            Ok(_) => unreachable!("accepted only ProcessTable"),
             Err(error) => Err(error.into_backend()),
         }
     }

@@ -5,6 +5,7 @@
 use std::process::Command;
 
 use anyhow::{bail, Context as _};
+use husk_protocol::GuestProcess;
 
 use super::Context;
 use crate::cli::{OutputFormat, PsArgs};
@@ -14,6 +15,23 @@ pub fn run(context: &Context, args: &PsArgs) -> anyhow::Result<u8> {
     let container = context.open(&args.container_id, LockMode::Shared)?;
     let id = container.id().to_string();
     context.refuse_systemd_cgroup()?;
+    if args.format == OutputFormat::Table {
+        let table = container
+            .backend
+            .process_table(&container.record)
+            .with_context(|| format!("list the processes of container {id:?}"))?;
+        if let Some(processes) = table {
+            if !args.ps_options.is_empty() {
+                bail!(
+                    "container {id:?} runs in a VM, where husk shows its own columns; drop the \
+                     ps options ({}) or use --format json",
+                    args.ps_options.join(" ")
+                );
+            }
+            print!("{}", guest_table(&processes));
+            return Ok(0);
+        }
+    }
     let pids = container
         .backend
         .processes(&container.record)
@@ -44,6 +62,22 @@ pub fn run(context: &Context, args: &PsArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(0)
+}
+
+/// The processes of a container in a VM as a table in ps(1)'s style; the
+/// PIDs are the guest's.
+fn guest_table(processes: &[GuestProcess]) -> String {
+    let mut table = format!(
+        "{:>8} {:>7} {:>7} {:<4} CMD\n",
+        "UID", "PID", "PPID", "STAT"
+    );
+    for process in processes {
+        table.push_str(&format!(
+            "{:>8} {:>7} {:>7} {:<4} {}\n",
+            process.uid, process.pid, process.ppid, process.state, process.command
+        ));
+    }
+    table
 }
 
 /// The header and the lines of ps(1) output whose PID column holds one of
@@ -83,6 +117,32 @@ mod tests {
             "UID   PID  PPID  C STIME TTY  TIME     CMD\n\
              root   42     1  0 10:01 ?    00:00:00 sleep 100\n\
              root   43    42  0 10:01 ?    00:00:00 sh -c x\n"
+        );
+    }
+
+    #[test]
+    fn guest_processes_are_shown_in_columns() {
+        let processes = [
+            GuestProcess {
+                pid: 1,
+                ppid: 0,
+                uid: 0,
+                state: "S".to_string(),
+                command: "sh".to_string(),
+            },
+            GuestProcess {
+                pid: 12,
+                ppid: 1,
+                uid: 1000,
+                state: "R".to_string(),
+                command: "sleep 100".to_string(),
+            },
+        ];
+        assert_eq!(
+            guest_table(&processes),
+            "     UID     PID    PPID STAT CMD\n\
+             \x20      0       1       0 S    sh\n\
+             \x20   1000      12       1 R    sleep 100\n"
         );
     }
 

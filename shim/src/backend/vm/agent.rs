@@ -117,6 +117,7 @@ pub fn request_name(request: &Request) -> &'static str {
         Request::CloseStdin { .. } => "CloseStdin",
         Request::Stats => "Stats",
         Request::ListProcesses => "ListProcesses",
+        Request::ProcessTable => "ProcessTable",
         Request::Pause => "Pause",
         Request::Resume => "Resume",
         Request::UpdateResources(_) => "UpdateResources",

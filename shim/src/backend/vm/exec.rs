@@ -16,8 +16,8 @@ use husk_protocol::{ProcessRef, Request, StdioSetup, StreamKind};
 
 use super::agent::AgentClient;
 use super::layout::VmFiles;
-use super::relay::{self, HostStdio, Relay, OUTPUT_GRACE};
 use super::{forward_signal, send_on, wait_in_guest, VmError};
+use crate::backend::relay::{self, HostStdio, Relay, OUTPUT_GRACE};
 use crate::state::ContainerRecord;
 
 /// A name for an exec process, unique for the life of the VM: random

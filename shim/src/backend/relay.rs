@@ -1,7 +1,7 @@
 //! The host side of a process's stdio when husk itself relays it: an exec'd
-//! process (its streams come straight from the guest through the vsock
-//! socket), and the container's terminal for `husk run` in the foreground
-//! (the pty master husk-vmm hands over).
+//! process in a VM (its streams come straight from the guest through the
+//! vsock socket), and the container's terminal for `husk run` in the
+//! foreground (the pty master husk-vmm or the container engine hands over).
 //!
 //! Also what the relaying process does meanwhile: it forwards the signals
 //! it gets to the process in the guest, and terminal size changes.
@@ -389,6 +389,44 @@ pub fn pty_for_console_socket(console_socket: &Path) -> Result<(File, PathBuf), 
     )
     .map_err(socket_error)?;
     Ok((File::from(slave), slave_path))
+}
+
+/// The container's terminal relayed to husk's own, for `run` in the
+/// foreground with a terminal and no --console-socket: husk holds the pty
+/// master, as runc run does.
+pub struct ConsoleRelay {
+    relay: Relay,
+    /// The pty master, whose size follows husk's terminal.
+    master: File,
+}
+
+impl ConsoleRelay {
+    /// Starts relaying `master` to husk's stdin and stdout, and gives the
+    /// container's terminal the size of husk's.
+    pub fn start(master: OwnedFd) -> Result<ConsoleRelay, RelayError> {
+        let master = File::from(master);
+        let size_target = duplicate("pseudo-terminal", &master)?;
+        let relay = Relay::start(HostStdio::OwnPty { master })?;
+        let console = ConsoleRelay {
+            relay,
+            master: size_target,
+        };
+        console.follow_size();
+        Ok(console)
+    }
+
+    /// Gives the container's terminal the size of husk's (on SIGWINCH).
+    pub fn follow_size(&self) {
+        if let Some((rows, columns)) = self.relay.terminal().and_then(HostTerminal::size) {
+            let _ = sys::set_window_size(self.master.as_fd(), rows, columns);
+        }
+    }
+
+    /// Waits up to `grace` for the output to end and puts husk's terminal
+    /// back as it was.
+    pub fn finish(self, grace: Duration) {
+        self.relay.finish(grace);
+    }
 }
 
 /// Makes `terminal` the controlling terminal of a new session of this
