@@ -38,6 +38,11 @@ pub struct HuskConfig {
     /// The husk-vmm binary of the `vm` backend.
     #[serde(default)]
     pub vmm: Option<PathBuf>,
+    /// Whether husk-vmm jails itself (`--jail`: own namespaces, an empty
+    /// root holding only its files, no capabilities) before it builds the
+    /// VM; true unless set to false, which is for debugging only.
+    #[serde(default)]
+    pub jail: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,7 +53,7 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
-    #[error("{}: not a valid husk configuration (expected {{\"backend\": \"vm\" or \"container\", \"kernel\": PATH, \"initramfs\": PATH, \"vmm\": PATH}}, each optional)", path.display())]
+    #[error("{}: not a valid husk configuration (expected {{\"backend\": \"vm\" or \"container\", \"kernel\": PATH, \"initramfs\": PATH, \"vmm\": PATH, \"jail\": true or false}}, each optional)", path.display())]
     Parse {
         path: PathBuf,
         #[source]

@@ -134,6 +134,7 @@ pub fn build_vmm(config: &VmConfig, timeline: Arc<Timeline>) -> Result<Vmm, Buil
         subscribers,
         timeline,
         console_tail,
+        seccomp: config.seccomp,
     }))
 }
 

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use crate::arch::x86_64::boot::{validate_cmdline, BootError};
 use crate::arch::x86_64::layout::{FIRST_VIRTIO_IRQ, LAST_VIRTIO_IRQ};
 use crate::arch::x86_64::mptable::MAX_SUPPORTED_CPUS;
+use crate::seccomp::SeccompMode;
 
 /// The kernel command line when none is given: console on the first serial
 /// port, reboot through the keyboard controller (which ends the VM), and
@@ -80,6 +81,8 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// virtio-vsock with its host end on Unix sockets at this path.
     pub vsock: Option<VsockConfig>,
+    /// What a thread's system call outside its seccomp policy does.
+    pub seccomp: SeccompMode,
 }
 
 /// virtio-vsock: the guest's context ID, and the Unix socket path of the host
@@ -104,6 +107,7 @@ impl VmConfig {
             rng: false,
             disks: Vec::new(),
             vsock: None,
+            seccomp: SeccompMode::Kill,
         }
     }
 

@@ -1,7 +1,9 @@
 //! `husk-vmm`: boot a kernel in a KVM microVM and exit with the status the
 //! guest hands back.
 
-use std::path::PathBuf;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
@@ -12,7 +14,9 @@ use husk_vmm::config::{
     DEFAULT_MEMORY_MIB, DEFAULT_VCPUS, MIN_MEMORY_MIB,
 };
 use husk_vmm::devices::virtio::vsock::DEFAULT_GUEST_CID;
+use husk_vmm::jail::{self, Entered, JailConfig, JailUser, DEFAULT_FD_LIMIT, MIN_FD_LIMIT};
 use husk_vmm::sandbox::{self, ContainerStdio, SandboxConfig};
+use husk_vmm::seccomp::SeccompMode;
 use husk_vmm::signals::SignalFd;
 use husk_vmm::timing::Timeline;
 use husk_vmm::vmm::VmOutcome;
@@ -66,6 +70,34 @@ Options:
   --log PATH           husk-vmm's own messages go to PATH (appended) instead
                        of stderr; in sandbox mode stderr is the container's
   --kvm PATH           KVM device [default: {DEFAULT_KVM_PATH}]
+  --seccomp kill|log|off
+                       each husk-vmm thread runs under a seccomp filter that
+                       allows only the system calls its kind of thread makes;
+                       any other call kills the process (kill). For debugging:
+                       log lets such calls through and logs them in the kernel
+                       log (audit type=1326), off installs no filter
+                       [default: kill]
+  --jail DIR           confine husk-vmm before it builds the VM: new mount,
+                       pid, network, IPC and UTS namespaces; a tmpfs on DIR
+                       (an existing, empty directory) becomes its root and
+                       holds only what it was given, bind-mounted at the
+                       same paths (kernel, initrd and `ro` disks read-only;
+                       the directories of --vsock and --agent-socket
+                       writable; --serial and --log files, made if missing),
+                       its own /dev/kvm and /dev/null; no capabilities,
+                       no_new_privs. Paths must be absolute. husk-vmm forks:
+                       this pid stays outside, passes SIGTERM and SIGINT on
+                       and exits as the jailed process does. --timings has
+                       no memory report under --jail
+  --jail-uid N, --jail-gid N
+                       with --jail, run as this user and group (give both).
+                       They must be able to read the kernel, initrd and
+                       disks, write the writable disks, existing --serial
+                       and --log files and the --console-socket, and create
+                       files in the socket directories; /dev/kvm is made
+                       for them
+  --jail-fd-limit N    with --jail, at most N open files, from {MIN_FD_LIMIT}
+                       [default: {DEFAULT_FD_LIMIT}]
   -h, --help           print this help
   -V, --version        print the version
 
@@ -86,6 +118,7 @@ struct Args {
     timings: bool,
     sandbox: Option<SandboxConfig>,
     log: Option<PathBuf>,
+    jail: Option<JailConfig>,
 }
 
 enum Parsed {
@@ -111,6 +144,11 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
     let mut console_socket = None;
     let mut log = None;
     let mut vsock_cid = DEFAULT_GUEST_CID;
+    let mut seccomp = SeccompMode::Kill;
+    let mut jail_root = None;
+    let mut jail_uid = None;
+    let mut jail_gid = None;
+    let mut jail_fd_limit = None;
 
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
@@ -164,6 +202,33 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
             }
             "--console-socket" => console_socket = Some(PathBuf::from(value()?)),
             "--log" => log = Some(PathBuf::from(value()?)),
+            "--seccomp" => seccomp = SeccompMode::parse(&value()?)?,
+            "--jail" => jail_root = Some(PathBuf::from(value()?)),
+            "--jail-uid" => {
+                let v = value()?;
+                jail_uid = Some(
+                    v.parse::<u32>()
+                        .map_err(|_| format!("--jail-uid {v:?}: expected a numeric user ID"))?,
+                );
+            }
+            "--jail-gid" => {
+                let v = value()?;
+                jail_gid = Some(
+                    v.parse::<u32>()
+                        .map_err(|_| format!("--jail-gid {v:?}: expected a numeric group ID"))?,
+                );
+            }
+            "--jail-fd-limit" => {
+                let v = value()?;
+                jail_fd_limit = Some(
+                    v.parse::<u64>()
+                        .ok()
+                        .filter(|limit| *limit >= MIN_FD_LIMIT)
+                        .ok_or_else(|| {
+                            format!("--jail-fd-limit {v:?}: expected a number from {MIN_FD_LIMIT}")
+                        })?,
+                );
+            }
             "--vsock-cid" => {
                 let v = value()?;
                 vsock_cid = v
@@ -189,6 +254,7 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
         uds_path,
         guest_cid: vsock_cid,
     });
+    config.seccomp = seccomp;
     let sandbox = match (
         agent_socket,
         container_stdio.unwrap_or(false),
@@ -215,15 +281,43 @@ fn parse_args(args: impl IntoIterator<Item = String>) -> Result<Parsed, String> 
                     (true, Some(console_socket)) => ContainerStdio::Terminal { console_socket },
                     _ => ContainerStdio::Pipes,
                 },
+                seccomp,
             })
         }
+    };
+    let jail = match (jail_root, jail_uid, jail_gid) {
+        (None, None, None) if jail_fd_limit.is_none() => None,
+        (None, ..) => {
+            return Err("--jail-uid, --jail-gid and --jail-fd-limit need --jail DIR".into())
+        }
+        (Some(_), Some(_), None) | (Some(_), None, Some(_)) => {
+            return Err("--jail-uid and --jail-gid go together".into())
+        }
+        (Some(root), uid, gid) => Some(JailConfig {
+            root,
+            user: uid.zip(gid).map(|(uid, gid)| JailUser { uid, gid }),
+            fd_limit: jail_fd_limit.unwrap_or(DEFAULT_FD_LIMIT),
+        }),
     };
     Ok(Parsed::Run(Box::new(Args {
         config,
         timings,
         sandbox,
         log,
+        jail,
     })))
+}
+
+/// Reports a failure to set up the jail on stderr and, in case stderr is
+/// the container's (sandbox mode), in the log the caller reads.
+fn report_jail_failure(error: &jail::JailError, log: Option<&Path>) {
+    let message = format!("husk-vmm: {}", error_chain(error));
+    eprintln!("{message}");
+    if let Some(log) = log {
+        if let Ok(mut file) = OpenOptions::new().create(true).append(true).open(log) {
+            let _ = writeln!(file, "{message}");
+        }
+    }
 }
 
 /// The error and its causes on one line, as `a: b: c`.
@@ -265,6 +359,38 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_VMM_ERROR);
         }
     };
+
+    // The jail comes first: it forks, so no thread may exist yet; the rest
+    // runs in the jailed child, and this pid waits for it outside.
+    if let Some(jail) = &args.jail {
+        // The same messages as without the jail for a missing kernel or a
+        // bad flag, rather than a failed bind mount.
+        if let Err(error) = args.config.validate() {
+            eprintln!("husk-vmm: {}", error_chain(&error));
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+        match jail::enter(
+            jail,
+            &args.config,
+            args.sandbox.as_ref(),
+            args.log.as_deref(),
+        ) {
+            Ok(Entered::Jailed) => {}
+            Ok(Entered::Outside(waiter)) => {
+                return match waiter.wait() {
+                    Ok(ending) => ending.finish(),
+                    Err(error) => {
+                        report_jail_failure(&error, args.log.as_deref());
+                        ExitCode::from(EXIT_VMM_ERROR)
+                    }
+                }
+            }
+            Err(error) => {
+                report_jail_failure(&error, args.log.as_deref());
+                return ExitCode::from(EXIT_VMM_ERROR);
+            }
+        }
+    }
 
     // In sandbox mode the stdio is the container's: take it before anything
     // is printed, and before the guest can connect.
@@ -314,12 +440,13 @@ fn main() -> ExitCode {
     match report.outcome {
         VmOutcome::GuestExit(status) => ExitCode::from(status),
         VmOutcome::GuestCrashed { triple_fault } => {
-            let what = if triple_fault {
-                "the guest triple-faulted"
-            } else {
-                "the guest reset without handing back an exit status (kernel panic, or a reboot)"
-            };
-            eprintln!("husk-vmm: {what}; last console lines:");
+            match triple_fault {
+                Some(registers) => eprintln!("husk-vmm: the guest triple-faulted ({registers})"),
+                None => eprintln!(
+                    "husk-vmm: the guest reset without handing back an exit status (kernel panic, or a reboot)"
+                ),
+            }
+            eprintln!("husk-vmm: last console lines:");
             for line in vmm.console_tail().lines() {
                 eprintln!("  | {line}");
             }
@@ -426,9 +553,95 @@ mod tests {
     }
 
     #[test]
+    fn seccomp_mode_reaches_the_vm_and_the_sandbox() {
+        let run = |args: &[&str]| match parse(args) {
+            Ok(Parsed::Run(args)) => args,
+            other => panic!("{args:?} did not parse to a run: {}", other.is_ok()),
+        };
+        assert_eq!(run(&["--kernel", "/k"]).config.seccomp, SeccompMode::Kill);
+        assert_eq!(
+            run(&["--kernel", "/k", "--seccomp", "log"]).config.seccomp,
+            SeccompMode::Log
+        );
+        let sandboxed = run(&[
+            "--kernel",
+            "/k",
+            "--vsock",
+            "/s/vsock",
+            "--agent-socket",
+            "/s/agent",
+            "--seccomp=off",
+        ]);
+        assert_eq!(sandboxed.config.seccomp, SeccompMode::Off);
+        assert_eq!(sandboxed.sandbox.unwrap().seccomp, SeccompMode::Off);
+        let error = parse(&["--kernel", "/k", "--seccomp", "strict"])
+            .err()
+            .unwrap();
+        assert!(
+            error.contains("--seccomp \"strict\": expected kill, log or off"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn jail_flags() {
+        let run = |args: &[&str]| match parse(args) {
+            Ok(Parsed::Run(args)) => args,
+            other => panic!("{args:?} did not parse to a run: {}", other.is_ok()),
+        };
+        assert_eq!(run(&["--kernel", "/k"]).jail, None, "no jail unless asked");
+        assert_eq!(
+            run(&["--kernel", "/k", "--jail", "/j"]).jail,
+            Some(JailConfig {
+                root: "/j".into(),
+                user: None,
+                fd_limit: DEFAULT_FD_LIMIT,
+            })
+        );
+        assert_eq!(
+            run(&[
+                "--kernel",
+                "/k",
+                "--jail=/j",
+                "--jail-uid",
+                "65534",
+                "--jail-gid=100",
+                "--jail-fd-limit",
+                "300",
+            ])
+            .jail,
+            Some(JailConfig {
+                root: "/j".into(),
+                user: Some(JailUser {
+                    uid: 65534,
+                    gid: 100
+                }),
+                fd_limit: 300,
+            })
+        );
+        let err = |args: &[&str]| match parse(args) {
+            Err(message) => message,
+            Ok(_) => panic!("{args:?} parsed"),
+        };
+        assert!(err(&["--kernel", "/k", "--jail-uid", "1"]).contains("need --jail DIR"));
+        assert!(err(&["--kernel", "/k", "--jail-fd-limit", "100"]).contains("need --jail DIR"));
+        assert!(err(&["--kernel", "/k", "--jail", "/j", "--jail-uid", "1"]).contains("go together"));
+        assert!(err(&["--kernel", "/k", "--jail", "/j", "--jail-gid", "1"]).contains("go together"));
+        assert!(
+            err(&["--kernel", "/k", "--jail", "/j", "--jail-uid", "nobody"])
+                .contains("--jail-uid \"nobody\": expected a numeric user ID")
+        );
+        assert!(
+            err(&["--kernel", "/k", "--jail", "/j", "--jail-fd-limit", "10"])
+                .contains("expected a number from 64")
+        );
+    }
+
+    #[test]
     fn help_and_version() {
         assert!(matches!(parse(&["--help"]), Ok(Parsed::Help)));
         assert!(matches!(parse(&["-V"]), Ok(Parsed::Version)));
         assert!(usage().contains("--memory-mib"));
+        assert!(usage().contains("--jail-fd-limit N"));
     }
 }

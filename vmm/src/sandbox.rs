@@ -31,6 +31,7 @@ use husk_protocol::{
 
 use crate::guest_agent::{self, control_socket_path};
 use crate::os;
+use crate::seccomp::{self, SeccompError, SeccompMode, ThreadKind};
 
 /// How long the container's output may take to drain after its process
 /// ended, before the VM is shut down anyway.
@@ -54,6 +55,8 @@ pub enum ContainerStdio {
 pub struct SandboxConfig {
     pub agent_socket: PathBuf,
     pub stdio: ContainerStdio,
+    /// The seccomp mode of the proxy and the threads it starts.
+    pub seccomp: SeccompMode,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +75,8 @@ pub enum SandboxError {
     Agent(#[from] guest_agent::AgentError),
     #[error("start the agent proxy")]
     Thread(#[source] io::Error),
+    #[error("confine the agent proxy")]
+    Seccomp(#[source] SeccompError),
 }
 
 /// The sockets sandbox mode made, removed when husk-vmm ends.
@@ -96,7 +101,9 @@ struct CallerStdio {
 
 /// Takes the caller's stdio for the container and points husk-vmm's own
 /// 0, 1 and 2 at /dev/null and `log` (/dev/null without one); listens for
-/// the guest agent; and starts the proxy thread. Call before the VM boots.
+/// the guest agent; and starts the proxy thread, which confines itself
+/// with seccomp before it returns. Call before the VM boots, and before the
+/// main thread confines itself (the seccomp module tells why).
 pub fn start(
     config: &SandboxConfig,
     vsock_path: Option<&Path>,
@@ -112,15 +119,29 @@ pub fn start(
         ],
     };
     let config = config.clone();
+    let (confined_tx, confined_rx) = mpsc::sync_channel(1);
     thread::Builder::new()
         .name("agent-proxy".into())
         .spawn(move || {
+            let confined =
+                seccomp::confine_current_thread(ThreadKind::SandboxControl, config.seccomp);
+            let may_serve = confined.is_ok();
+            let _ = confined_tx.send(confined);
+            if !may_serve {
+                return;
+            }
             if let Err(error) = serve(&config, &vsock_path, listener, caller) {
                 eprintln!("husk-vmm: sandbox: {error}");
             }
         })
         .map_err(SandboxError::Thread)?;
-    Ok(sandbox)
+    match confined_rx.recv() {
+        Ok(Ok(())) => Ok(sandbox),
+        Ok(Err(error)) => Err(SandboxError::Seccomp(error)),
+        Err(_) => Err(SandboxError::Thread(io::Error::other(
+            "the agent proxy ended before it started",
+        ))),
+    }
 }
 
 /// Sends husk-vmm's own messages (stdout and stderr) to `log`, appended.
@@ -388,9 +409,11 @@ fn relay_init_stdio(
 /// Copies `from` into the guest stream until end of file, then half-closes
 /// the stream so the process reads end of file too.
 fn copy_then_close(mut from: File, mut to: UnixStream, name: &str) -> io::Result<()> {
+    let seccomp_mode = seccomp::current_thread_mode();
     thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
+            seccomp::narrow_current_thread(ThreadKind::StdioRelay, seccomp_mode);
             let _ = io::copy(&mut from, &mut to);
             let _ = to.shutdown(Shutdown::Write);
         })?;
@@ -403,9 +426,11 @@ fn copy_output(
     mut to: File,
     name: &str,
 ) -> io::Result<thread::JoinHandle<()>> {
+    let seccomp_mode = seccomp::current_thread_mode();
     thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
+            seccomp::narrow_current_thread(ThreadKind::StdioRelay, seccomp_mode);
             let mut buffer = [0u8; 16 * 1024];
             loop {
                 match from.read(&mut buffer) {

@@ -17,6 +17,7 @@ use vmm_sys_util::eventfd::EventFd;
 use crate::console::ConsoleTail;
 use crate::devices::bus::Bus;
 use crate::metrics::{self, MemoryUsage};
+use crate::seccomp::{self, SeccompError, SeccompMode, ThreadKind};
 use crate::signals::SignalFd;
 use crate::timing::{Phase, Timeline};
 use crate::vstate::kvm::KvmContext;
@@ -35,8 +36,9 @@ pub enum VmOutcome {
     GuestExit(u8),
     /// The guest reset (keyboard controller) or triple-faulted without
     /// handing back a status: a kernel panic with `panic=-1`, a crash, or a
-    /// reboot nobody asked for.
-    GuestCrashed { triple_fault: bool },
+    /// reboot nobody asked for. A triple fault carries the faulting vCPU's
+    /// registers.
+    GuestCrashed { triple_fault: Option<String> },
     /// The VMM was asked to stop with this signal.
     Signal(libc::c_int),
     /// A vCPU could not go on.
@@ -65,6 +67,14 @@ pub enum RuntimeError {
     EventManager(#[source] event_manager::Error),
     #[error("run the event loop")]
     EventLoop(#[source] event_manager::Error),
+    #[error("confine the thread of vCPU {index}")]
+    ConfineVcpu {
+        index: u8,
+        #[source]
+        source: SeccompError,
+    },
+    #[error("confine the event loop")]
+    ConfineEventLoop(#[source] SeccompError),
 }
 
 /// What the builder hands over.
@@ -78,6 +88,7 @@ pub struct VmmParts {
     pub subscribers: Vec<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
     pub timeline: Arc<Timeline>,
     pub console_tail: ConsoleTail,
+    pub seccomp: SeccompMode,
 }
 
 pub struct Vmm {
@@ -90,6 +101,7 @@ pub struct Vmm {
     subscribers: Vec<Arc<Mutex<dyn MutEventSubscriber + Send>>>,
     timeline: Arc<Timeline>,
     console_tail: ConsoleTail,
+    seccomp: SeccompMode,
     vm: Vm,
     _kvm: KvmContext,
     guest_memory: GuestMemoryMmap,
@@ -107,6 +119,7 @@ impl Vmm {
             subscribers,
             timeline,
             console_tail,
+            seccomp,
         } = parts;
         Self {
             vcpus,
@@ -115,6 +128,7 @@ impl Vmm {
             subscribers,
             timeline,
             console_tail,
+            seccomp,
             vm,
             _kvm: kvm,
             guest_memory,
@@ -133,11 +147,18 @@ impl Vmm {
     /// Runs the VM until it ends or a signal arrives on `signals`, then
     /// stops every vCPU thread. `signals` must have been created before any
     /// thread, so that every thread inherits the blocked mask.
+    ///
+    /// The vCPU threads and then this thread confine themselves with
+    /// seccomp before the guest runs (the seccomp module tells the order).
     pub fn run(&mut self, signals: SignalFd) -> Result<VmReport, RuntimeError> {
         vcpu::install_kick_handler().map_err(RuntimeError::KickHandler)?;
         let exit_event = EventFd::new(libc::EFD_NONBLOCK).map_err(RuntimeError::ExitEventFd)?;
         let stop = Arc::new(AtomicBool::new(false));
         let (stops_tx, stops_rx) = mpsc::channel();
+        // Each vCPU thread reports whether it confined itself, then waits
+        // for its `go`; dropping the sender instead ends it unstarted.
+        let (confined_tx, confined_rx) = mpsc::channel();
+        let mut go = Vec::with_capacity(self.vcpus.len());
 
         let mut threads = Vec::with_capacity(self.vcpus.len());
         for mut vcpu in self.vcpus.drain(..) {
@@ -148,17 +169,46 @@ impl Vmm {
             let stop = stop.clone();
             let stops_tx = stops_tx.clone();
             let exit_event = exit_event.try_clone().map_err(RuntimeError::ExitEventFd)?;
+            let confined_tx = confined_tx.clone();
+            let (go_tx, go_rx) = mpsc::channel::<()>();
+            go.push(go_tx);
+            let seccomp_mode = self.seccomp;
             let handle = thread::Builder::new()
                 .name(format!("vcpu{index}"))
                 .spawn(move || {
-                    let result = vcpu.run(&io_bus, &mmio_bus, &timeline, &stop);
-                    // The receiver only goes away once the VM is over.
-                    let _ = stops_tx.send(result);
-                    let _ = exit_event.write(1);
+                    let confined = seccomp::confine_current_thread(ThreadKind::Vcpu, seccomp_mode);
+                    let may_run = confined.is_ok();
+                    let _ = confined_tx.send((index, confined));
+                    drop(confined_tx);
+                    if may_run && go_rx.recv().is_ok() {
+                        let result = vcpu.run(&io_bus, &mmio_bus, &timeline, &stop);
+                        // The receiver only goes away once the VM is over.
+                        let _ = stops_tx.send(result);
+                        let _ = exit_event.write(1);
+                    }
                     vcpu
                 })
                 .map_err(|source| RuntimeError::SpawnVcpu { index, source })?;
             threads.push(handle);
+        }
+        drop(confined_tx);
+
+        // Only now, with the vCPU threads started (they must not inherit
+        // this policy) and before any of them enters the guest.
+        let confined = seccomp::confine_current_thread(ThreadKind::EventLoop, self.seccomp)
+            .map_err(RuntimeError::ConfineEventLoop)
+            .and_then(|()| wait_for_confined_vcpus(&confined_rx, threads.len()));
+        if let Err(error) = confined {
+            drop(go);
+            for handle in threads {
+                if let Ok(vcpu) = handle.join() {
+                    self.vcpus.push(vcpu);
+                }
+            }
+            return Err(error);
+        }
+        for go in go {
+            let _ = go.send(());
         }
 
         let outcome = wait_for_end(exit_event, signals, stops_rx, &self.subscribers);
@@ -175,6 +225,23 @@ impl Vmm {
             memory,
         })
     }
+}
+
+/// Waits until each of `count` vCPU threads has reported whether it
+/// confined itself; the first failure is the error.
+fn wait_for_confined_vcpus(
+    confined: &Receiver<(u8, Result<(), SeccompError>)>,
+    count: usize,
+) -> Result<(), RuntimeError> {
+    for _ in 0..count {
+        match confined.recv() {
+            Ok((index, Err(source))) => return Err(RuntimeError::ConfineVcpu { index, source }),
+            Ok((_, Ok(()))) => {}
+            // Every thread has reported or is gone.
+            Err(_) => break,
+        }
+    }
+    Ok(())
 }
 
 /// Runs the event loop until a vCPU reports the end of the VM or a stop
@@ -243,10 +310,10 @@ impl Controller {
         while let Ok(stop) = self.stops.try_recv() {
             let outcome = match stop {
                 VcpuStop::GuestExit(status) => VmOutcome::GuestExit(status),
-                VcpuStop::GuestReset => VmOutcome::GuestCrashed {
-                    triple_fault: false,
+                VcpuStop::GuestReset => VmOutcome::GuestCrashed { triple_fault: None },
+                VcpuStop::TripleFault(registers) => VmOutcome::GuestCrashed {
+                    triple_fault: Some(registers),
                 },
-                VcpuStop::TripleFault => VmOutcome::GuestCrashed { triple_fault: true },
                 VcpuStop::Failed(error) => VmOutcome::VcpuFailed(error),
                 VcpuStop::Stopped => continue,
             };

@@ -65,6 +65,16 @@ pub enum HookStage {
 }
 
 impl HookStage {
+    /// Every stage, in the order of the container's life.
+    pub const ALL: [HookStage; 6] = [
+        HookStage::Prestart,
+        HookStage::CreateRuntime,
+        HookStage::CreateContainer,
+        HookStage::StartContainer,
+        HookStage::Poststart,
+        HookStage::Poststop,
+    ];
+
     /// Whether a failing hook fails the operation (runtime.md): yes, except
     /// for `poststart` and `poststop`, whose failures are warnings.
     pub fn failure_is_fatal(self) -> bool {
@@ -109,19 +119,19 @@ pub enum HookError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("hooks.{stage}[{index}].path {path:?} is not absolute; give the full path")]
+    #[error("hooks.{stage}[{index}].path: {path:?} is not absolute; give the full path")]
     RelativePath {
         stage: HookStage,
         index: usize,
         path: PathBuf,
     },
-    #[error("hooks.{stage}[{index}].timeout is {timeout}; it must be greater than zero")]
+    #[error("hooks.{stage}[{index}].timeout: {timeout}; it must be greater than zero")]
     InvalidTimeout {
         stage: HookStage,
         index: usize,
         timeout: i64,
     },
-    #[error("hooks.{stage}[{index}].env[{entry_index}] {entry:?} is not of the form KEY=VALUE")]
+    #[error("hooks.{stage}[{index}].env[{entry_index}]: {entry:?} is not of the form KEY=VALUE")]
     InvalidEnv {
         stage: HookStage,
         index: usize,
@@ -268,13 +278,20 @@ pub fn container_state(
         .expect("every State field has a value or a default")
 }
 
-fn run_hook(
-    hook: &Hook,
-    stage: HookStage,
-    index: usize,
-    state_json: &[u8],
-    directory: Option<&Path>,
-) -> Result<(), HookError> {
+/// Checks every hook of every stage the way [`run_hooks`] checks each
+/// before it runs it (config.md: `path` absolute, `timeout` greater than
+/// zero; `env` entries KEY=VALUE), so that a bundle with a hook that could
+/// never run is refused at create, not when the stage comes.
+pub fn check_hooks(hooks: &Hooks) -> Result<(), HookError> {
+    for stage in HookStage::ALL {
+        for (index, hook) in stage.hooks_in(hooks).iter().enumerate() {
+            check_hook(hook, stage, index)?;
+        }
+    }
+    Ok(())
+}
+
+fn check_hook(hook: &Hook, stage: HookStage, index: usize) -> Result<(), HookError> {
     let path = hook.path();
     if !path.is_absolute() {
         return Err(HookError::RelativePath {
@@ -283,17 +300,36 @@ fn run_hook(
             path: path.clone(),
         });
     }
-    let timeout = match hook.timeout() {
-        None => None,
-        Some(seconds) if seconds > 0 => Some(seconds),
-        Some(timeout) => {
-            return Err(HookError::InvalidTimeout {
+    if let Some(timeout) = hook.timeout().filter(|seconds| *seconds <= 0) {
+        return Err(HookError::InvalidTimeout {
+            stage,
+            index,
+            timeout,
+        });
+    }
+    for (entry_index, entry) in hook.env().iter().flatten().enumerate() {
+        if entry.split_once('=').is_none_or(|(key, _)| key.is_empty()) {
+            return Err(HookError::InvalidEnv {
                 stage,
                 index,
-                timeout,
-            })
+                entry_index,
+                entry: entry.clone(),
+            });
         }
-    };
+    }
+    Ok(())
+}
+
+fn run_hook(
+    hook: &Hook,
+    stage: HookStage,
+    index: usize,
+    state_json: &[u8],
+    directory: Option<&Path>,
+) -> Result<(), HookError> {
+    check_hook(hook, stage, index)?;
+    let path = hook.path();
+    let timeout = hook.timeout();
     let mut command = Command::new(path);
     if let Some(directory) = directory {
         command.current_dir(directory);
@@ -302,20 +338,14 @@ fn run_hook(
         command.arg0(first).args(rest);
     }
     command.env_clear();
-    for (entry_index, entry) in hook.env().iter().flatten().enumerate() {
-        match entry.split_once('=') {
-            Some((key, value)) if !key.is_empty() => {
-                command.env(key, value);
-            }
-            _ => {
-                return Err(HookError::InvalidEnv {
-                    stage,
-                    index,
-                    entry_index,
-                    entry: entry.clone(),
-                })
-            }
-        }
+    // check_hook made sure every entry has a '=' after a non-empty key.
+    for (key, value) in hook
+        .env()
+        .iter()
+        .flatten()
+        .filter_map(|entry| entry.split_once('='))
+    {
+        command.env(key, value);
     }
     command
         .stdin(Stdio::piped())
@@ -605,7 +635,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            message.contains("hooks.poststart[0].path \"bin/hook\" is not absolute"),
+            message.contains("hooks.poststart[0].path: \"bin/hook\" is not absolute"),
             "{message}"
         );
 
@@ -616,7 +646,7 @@ mod tests {
             .to_string();
         assert_eq!(
             message,
-            "hooks.prestart[0].timeout is 0; it must be greater than zero"
+            "hooks.prestart[0].timeout: 0; it must be greater than zero"
         );
 
         let mut bad_env = shell_hook("e", "true");
@@ -626,7 +656,7 @@ mod tests {
             .to_string();
         assert_eq!(
             message,
-            "hooks.prestart[0].env[1] \"NOVALUE\" is not of the form KEY=VALUE"
+            "hooks.prestart[0].env[1]: \"NOVALUE\" is not of the form KEY=VALUE"
         );
     }
 
@@ -642,17 +672,7 @@ mod tests {
 
     #[test]
     fn stage_names_are_the_spec_names() {
-        let names: Vec<String> = [
-            HookStage::Prestart,
-            HookStage::CreateRuntime,
-            HookStage::CreateContainer,
-            HookStage::StartContainer,
-            HookStage::Poststart,
-            HookStage::Poststop,
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
+        let names: Vec<String> = HookStage::ALL.iter().map(ToString::to_string).collect();
         assert_eq!(
             names,
             [

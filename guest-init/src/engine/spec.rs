@@ -5,12 +5,46 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::{Capability, LinuxNamespaceType, Mount, Process, Spec};
 use serde_json::Value;
 
+use crate::engine::cgroups::{self, CgroupError};
+use crate::engine::hooks::{self, HookError};
 use crate::engine::rootfs::options;
+use crate::engine::syscall::describe;
+
+/// The largest config.json husk reads. Real ones are tens of KiB; the
+/// biggest a container could use is bounded by execve(2), which takes at
+/// most [`MAX_EXEC_BYTES`] of arguments and environment. The bound keeps a
+/// huge file from being read into memory whole.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// The longest single argument or environment string execve(2) takes,
+/// its terminating NUL included: MAX_ARG_STRLEN, 32 pages
+/// (include/uapi/linux/binfmts.h).
+pub const MAX_EXEC_STRING_BYTES: usize = 32 * 4096;
+
+/// The most that the arguments and environment of execve(2) may take,
+/// strings and pointers together: a quarter of RLIMIT_STACK, but never more
+/// than 3/4 of the kernel's 8 MiB _STK_LIM, whatever the limit
+/// (fs/exec.c, bprm_stack_limits). Beyond this the exec fails with E2BIG on
+/// every host.
+pub const MAX_EXEC_BYTES: usize = 6 << 20;
+
+/// How deep serde_json lets JSON nest before it stops (its recursion
+/// limit); no field of config.json nests more than a few levels.
+const MAX_JSON_DEPTH: usize = 128;
+
+/// /proc/<pid>/oom_score_adj takes -1000 to 1000 (proc(5)).
+const OOM_SCORE_ADJ_RANGE: std::ops::RangeInclusive<i32> = -1000..=1000;
+
+/// The longest host or domain name the kernel takes (__NEW_UTS_LEN,
+/// sethostname(2), setdomainname(2)).
+const MAX_UTS_NAME_BYTES: usize = 64;
 
 /// A bundle whose config.json parsed and passed validation.
 #[derive(Debug, Clone)]
@@ -63,17 +97,70 @@ pub enum SpecError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "{}: not a regular file but {kind}; the bundle's config.json must be a file",
+        path.display()
+    )]
+    NotAFile { path: PathBuf, kind: &'static str },
+    #[error(
+        "{}: larger than {MAX_CONFIG_BYTES} bytes, which no container can use (execve(2) \
+         takes at most {MAX_EXEC_BYTES} bytes of arguments and environment); is this the \
+         right file?",
+        path.display()
+    )]
+    TooLarge { path: PathBuf },
+    #[error(
+        "{}: line {line} column {column}: not UTF-8 text; JSON is UTF-8 (RFC 8259), save the \
+         file as UTF-8",
+        path.display()
+    )]
+    NotUtf8 {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
     #[error("{}: not valid JSON", path.display())]
     Syntax {
         path: PathBuf,
         #[source]
         source: serde_json::Error,
     },
+    #[error(
+        "{}: line {line} column {column}: nested more than {MAX_JSON_DEPTH} levels deep; no \
+         field of config.json nests that deep (runtime-spec config.md)",
+        path.display()
+    )]
+    TooDeep {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+    },
+    #[error(
+        "{}: the top level is {found}, not a JSON object; config.json holds one object with \
+         ociVersion, root, process, ... (runtime-spec config.md)",
+        path.display()
+    )]
+    NotAnObject { path: PathBuf, found: &'static str },
     #[error("{}: {field}: {problem}", path.display())]
     Invalid {
         path: PathBuf,
         field: String,
         problem: String,
+    },
+    /// The hooks module's errors name the field themselves.
+    #[error("{}", path.display())]
+    Hooks {
+        path: PathBuf,
+        /// Boxed: hook errors carry a hook's output and are large.
+        #[source]
+        source: Box<HookError>,
+    },
+    /// So do the cgroups module's.
+    #[error("{}", path.display())]
+    Resources {
+        path: PathBuf,
+        #[source]
+        source: CgroupError,
     },
 }
 
@@ -110,10 +197,7 @@ pub fn load_bundle(bundle_dir: &Path) -> Result<Bundle, SpecError> {
         source,
     })?;
     let config_path = bundle_dir.join("config.json");
-    let text = fs::read_to_string(&config_path).map_err(|source| SpecError::Read {
-        path: config_path.clone(),
-        source,
-    })?;
+    let text = read_config(&config_path)?;
     let spec = parse_config(&config_path, &text)?;
     let checker = Checker { path: &config_path };
     let rootfs = resolve_rootfs(&checker, &bundle_dir, &spec)?;
@@ -126,39 +210,177 @@ pub fn load_bundle(bundle_dir: &Path) -> Result<Bundle, SpecError> {
     })
 }
 
+/// Reads config.json: a regular file (a FIFO or a device could block or
+/// never end) of at most [`MAX_CONFIG_BYTES`], in UTF-8.
+fn read_config(config_path: &Path) -> Result<String, SpecError> {
+    let read_error = |source| SpecError::Read {
+        path: config_path.to_path_buf(),
+        source,
+    };
+    // O_NONBLOCK: opening a FIFO must not wait for a writer; a regular
+    // file ignores the flag (open(2)).
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(config_path)
+        .map_err(read_error)?;
+    let file_type = file.metadata().map_err(read_error)?.file_type();
+    if !file_type.is_file() {
+        return Err(SpecError::NotAFile {
+            path: config_path.to_path_buf(),
+            kind: file_kind(file_type),
+        });
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(SpecError::TooLarge {
+            path: config_path.to_path_buf(),
+        });
+    }
+    String::from_utf8(bytes).map_err(|error| {
+        let valid = &error.as_bytes()[..error.utf8_error().valid_up_to()];
+        let line_start = valid
+            .iter()
+            .rposition(|byte| *byte == b'\n')
+            .map_or(0, |newline| newline + 1);
+        SpecError::NotUtf8 {
+            path: config_path.to_path_buf(),
+            line: valid.iter().filter(|byte| **byte == b'\n').count() + 1,
+            column: valid.len() - line_start + 1,
+        }
+    })
+}
+
+/// What a file that is not a regular file is, for the error.
+fn file_kind(file_type: fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if file_type.is_dir() {
+        "a directory"
+    } else if file_type.is_fifo() {
+        "a FIFO"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else {
+        "a special file"
+    }
+}
+
 /// Parses config.json text. Fields whose serde error would be cryptic are
 /// checked first on the raw JSON; the rest report serde's message with the
 /// path of the field.
 pub fn parse_config(config_path: &Path, text: &str) -> Result<Spec, SpecError> {
     let checker = Checker { path: config_path };
-    let value: Value = serde_json::from_str(text).map_err(|source| SpecError::Syntax {
-        path: config_path.to_path_buf(),
-        source,
+    // serde_json stops at MAX_JSON_DEPTH levels, so hostile nesting ends
+    // in an error here rather than in a stack overflow.
+    let value: Value = serde_json::from_str(text).map_err(|source| {
+        if source.to_string().starts_with("recursion limit exceeded") {
+            SpecError::TooDeep {
+                path: config_path.to_path_buf(),
+                line: source.line(),
+                column: source.column(),
+            }
+        } else {
+            SpecError::Syntax {
+                path: config_path.to_path_buf(),
+                source,
+            }
+        }
     })?;
     check_raw(&checker, &value)?;
     let mut deserializer = serde_json::Deserializer::from_str(text);
     serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
-        let field = error.path().to_string();
-        checker.invalid(field, error.into_inner().to_string())
+        let path = error.path().to_string();
+        let error = error.into_inner();
+        let message = error.to_string();
+        // A key given twice fails at the object holding it; name the key.
+        if let Some(key) = message
+            .strip_prefix("duplicate field `")
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(key, _)| key)
+        {
+            let field = if path == "." {
+                key.to_owned()
+            } else {
+                format!("{path}.{key}")
+            };
+            return checker.invalid(
+                field,
+                format!(
+                    "given twice (the second time at line {} column {}); give it once",
+                    error.line(),
+                    error.column()
+                ),
+            );
+        }
+        checker.invalid(path, message)
     })
+}
+
+/// The name JSON gives the type of a value, for errors.
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn check_raw(checker: &Checker, value: &Value) -> Result<(), SpecError> {
     if !value.is_object() {
-        return Err(checker.invalid(".", "the top level must be a JSON object"));
+        return Err(SpecError::NotAnObject {
+            path: checker.path.to_path_buf(),
+            found: json_type(value),
+        });
     }
-    if let Some(version) = value.get("ociVersion") {
-        let version = version.as_str().unwrap_or_default();
-        if !version.starts_with("1.") {
+    // runtime-spec config.md: ociVersion is REQUIRED (oci-spec would fill
+    // in a default and hide that it is missing). A value that is not a
+    // string is left to serde's type error.
+    match value.get("ociVersion") {
+        None => {
+            return Err(checker.invalid(
+                "ociVersion",
+                "missing; the runtime-spec requires it: add the version the config follows, \
+                 such as \"1.0.2\"",
+            ))
+        }
+        Some(Value::String(version)) if !version.starts_with("1.") => {
             return Err(checker.invalid(
                 "ociVersion",
                 format!("{version:?} is not a 1.x version of the runtime spec, which is what husk implements"),
             ));
         }
+        Some(_) => {}
     }
-    match value.pointer("/root/path") {
-        Some(Value::String(path)) if !path.is_empty() => {}
-        _ => return Err(checker.invalid("root", "missing, a Linux container needs root.path")),
+    match value.get("root") {
+        None | Some(Value::Null) => {
+            return Err(checker.invalid("root", "missing, a Linux container needs root.path"))
+        }
+        Some(root) if root.is_object() => match root.get("path") {
+            None | Some(Value::Null) => {
+                return Err(checker.invalid(
+                    "root.path",
+                    "missing, a Linux container needs the path of its root filesystem",
+                ))
+            }
+            Some(Value::String(path)) if path.is_empty() => {
+                return Err(checker.invalid(
+                    "root.path",
+                    "empty, a Linux container needs the path of its root filesystem",
+                ))
+            }
+            Some(_) => {}
+        },
+        Some(_) => {}
     }
     if let Some(Value::Array(namespaces)) = value.pointer("/linux/namespaces") {
         for (index, namespace) in namespaces.iter().enumerate() {
@@ -203,6 +425,17 @@ fn resolve_rootfs(checker: &Checker, bundle_dir: &Path, spec: &Spec) -> Result<P
         .root()
         .as_ref()
         .ok_or_else(|| checker.invalid("root", "missing, a Linux container needs root.path"))?;
+    if root.path().is_relative() && climbs_out(root.path()) {
+        return Err(checker.invalid(
+            "root.path",
+            format!(
+                "{:?} climbs out of the bundle directory with \"..\"; a relative root.path is \
+                 inside the bundle (runtime-spec config.md \"Root\"): give a path inside it, or \
+                 an absolute path",
+                root.path()
+            ),
+        ));
+    }
     let rootfs = bundle_dir.join(root.path());
     match fs::metadata(&rootfs) {
         Ok(metadata) if metadata.is_dir() => {}
@@ -215,24 +448,33 @@ fn resolve_rootfs(checker: &Checker, bundle_dir: &Path, spec: &Spec) -> Result<P
         Err(error) => {
             return Err(checker.invalid(
                 "root.path",
-                format!(
-                    "{}: {}",
-                    rootfs.display(),
-                    crate::engine::syscall::describe(&error)
-                ),
+                format!("{}: {}", rootfs.display(), describe(&error)),
             ))
         }
     }
     fs::canonicalize(&rootfs).map_err(|error| {
         checker.invalid(
             "root.path",
-            format!(
-                "resolve {}: {}",
-                rootfs.display(),
-                crate::engine::syscall::describe(&error)
-            ),
+            format!("resolve {}: {}", rootfs.display(), describe(&error)),
         )
     })
+}
+
+/// Whether a relative path, read lexically, climbs above the directory it
+/// is relative to ("../x", "a/../../x").
+fn climbs_out(relative: &Path) -> bool {
+    let mut depth = 0usize;
+    for component in relative.components() {
+        match component {
+            Component::ParentDir => match depth.checked_sub(1) {
+                Some(up) => depth = up,
+                None => return true,
+            },
+            Component::Normal(_) => depth += 1,
+            Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+        }
+    }
+    false
 }
 
 fn validate(checker: &Checker, spec: &Spec) -> Result<(), SpecError> {
@@ -243,6 +485,8 @@ fn validate(checker: &Checker, spec: &Spec) -> Result<(), SpecError> {
     validate_sysctls(checker, spec, &namespaces)?;
     validate_mounts(checker, spec)?;
     validate_linux_paths(checker, spec)?;
+    validate_resources(checker, spec)?;
+    validate_hooks(checker, spec)?;
     validate_unsupported(checker, spec)
 }
 
@@ -268,6 +512,9 @@ fn validate_process(checker: &Checker, spec: &Spec) -> Result<(), SpecError> {
             format!("{:?} is not an absolute path", process.cwd()),
         ));
     }
+    if process.cwd().as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(checker.invalid("process.cwd", "contains a NUL byte, which no path can hold"));
+    }
     if let Some(env) = process.env() {
         for (index, variable) in env.iter().enumerate() {
             if !variable.contains('=') {
@@ -277,6 +524,20 @@ fn validate_process(checker: &Checker, spec: &Spec) -> Result<(), SpecError> {
                 ));
             }
         }
+    }
+    validate_exec_strings(checker, process)?;
+    if let Some(adjustment) = process
+        .oom_score_adj()
+        .filter(|adjustment| !OOM_SCORE_ADJ_RANGE.contains(adjustment))
+    {
+        return Err(checker.invalid(
+            "process.oomScoreAdj",
+            format!(
+                "{adjustment} is out of range; /proc/PID/oom_score_adj takes {} to {} (proc(5))",
+                OOM_SCORE_ADJ_RANGE.start(),
+                OOM_SCORE_ADJ_RANGE.end()
+            ),
+        ));
     }
     if let Some(profile) = process
         .apparmor_profile()
@@ -320,6 +581,61 @@ fn validate_process(checker: &Checker, spec: &Spec) -> Result<(), SpecError> {
     Ok(())
 }
 
+/// Checks process.args and process.env against what execve(2) takes: no
+/// NUL inside a string (it would end the string), each string within
+/// [`MAX_EXEC_STRING_BYTES`], all of them within [`MAX_EXEC_BYTES`].
+/// Otherwise the exec fails with E2BIG on every host, at `start`, long
+/// after `create` said yes.
+fn validate_exec_strings(checker: &Checker, process: &Process) -> Result<(), SpecError> {
+    let args = process.args().as_deref().unwrap_or_default();
+    let env = process.env().as_deref().unwrap_or_default();
+    let mut totals = [0usize; 2];
+    for ((field, strings), total) in [("process.args", args), ("process.env", env)]
+        .into_iter()
+        .zip(&mut totals)
+    {
+        for (index, string) in strings.iter().enumerate() {
+            if string.contains('\0') {
+                return Err(checker.invalid(
+                    format!("{field}[{index}]"),
+                    "contains a NUL byte, which would cut the string short at exec; remove it",
+                ));
+            }
+            // The string, its NUL and its pointer in argv or envp.
+            let bytes = string.len() + 1;
+            if bytes > MAX_EXEC_STRING_BYTES {
+                return Err(checker.invalid(
+                    format!("{field}[{index}]"),
+                    format!(
+                        "{} bytes long; execve(2) takes strings of at most {} bytes \
+                         (MAX_ARG_STRLEN); pass large data in a file instead",
+                        string.len(),
+                        MAX_EXEC_STRING_BYTES - 1
+                    ),
+                ));
+            }
+            *total += bytes + std::mem::size_of::<usize>();
+        }
+    }
+    let [args_bytes, env_bytes] = totals;
+    if args_bytes + env_bytes > MAX_EXEC_BYTES {
+        let field = if env_bytes >= args_bytes {
+            "process.env"
+        } else {
+            "process.args"
+        };
+        return Err(checker.invalid(
+            field,
+            format!(
+                "the arguments ({args_bytes} bytes) and the environment ({env_bytes} bytes) \
+                 together are more than the {MAX_EXEC_BYTES} bytes execve(2) takes on any host \
+                 (fs/exec.c); pass large data in a file instead"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Namespace types listed in config.json, with whether each has a path.
 struct ListedNamespaces {
     listed: HashMap<LinuxNamespaceType, Option<PathBuf>>,
@@ -359,6 +675,35 @@ fn validate_namespaces(checker: &Checker, spec: &Spec) -> Result<ListedNamespace
                 return Err(checker.invalid(
                     format!("linux.namespaces[{index}].path"),
                     format!("{} is not an absolute path", path.display()),
+                ));
+            }
+            // runtime-spec config-linux.md: a path that is not a namespace
+            // of that type is an error. Whether it is one shows at setns(2);
+            // one that does not exist at all is refused here, before
+            // anything is made. (One this process may not look at is left
+            // to setns, or to the vm backend, which never joins it.)
+            let missing = match fs::metadata(path) {
+                Err(error)
+                    if matches!(
+                        error.kind(),
+                        std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                    ) =>
+                {
+                    Some(error)
+                }
+                _ => None,
+            };
+            if let Some(error) = missing {
+                return Err(checker.invalid(
+                    format!("linux.namespaces[{index}].path"),
+                    format!(
+                        "{}: {}; give the namespace of a running process \
+                         (/proc/PID/ns/{}) or a bind mount of one, or leave out \"path\" for a \
+                         new namespace",
+                        path.display(),
+                        describe(&error),
+                        proc_ns_name(kind)
+                    ),
                 ));
             }
         }
@@ -469,10 +814,28 @@ fn validate_uts(
         ("hostname", spec.hostname()),
         ("domainname", spec.domainname()),
     ] {
-        if value.as_deref().is_some_and(|value| !value.is_empty()) && !has_uts {
+        let Some(value) = value.as_deref().filter(|value| !value.is_empty()) else {
+            continue;
+        };
+        if !has_uts {
             return Err(checker.invalid(
                 field,
                 "set, but linux.namespaces has no \"uts\" namespace: it would change the host's",
+            ));
+        }
+        if value.len() > MAX_UTS_NAME_BYTES || value.contains('\0') {
+            return Err(checker.invalid(
+                field,
+                format!(
+                    "{} bytes{}; the kernel takes names of at most {MAX_UTS_NAME_BYTES} bytes \
+                     without NUL (sethostname(2), setdomainname(2))",
+                    value.len(),
+                    if value.contains('\0') {
+                        " with a NUL byte"
+                    } else {
+                        ""
+                    }
+                ),
             ));
         }
     }
@@ -579,11 +942,25 @@ fn validate_mounts(checker: &Checker, spec: &Spec) -> Result<(), SpecError> {
                 checker.invalid(format!("mounts[{index}].options"), error.to_string())
             })?;
         let is_bind = parsed.is_bind() || mount.typ().as_deref() == Some("bind");
-        if is_bind && mount.source().is_none() {
-            return Err(checker.invalid(
-                format!("mounts[{index}].source"),
-                "missing, a bind mount needs the host path to bind",
-            ));
+        if is_bind {
+            let Some(source) = mount.source() else {
+                return Err(checker.invalid(
+                    format!("mounts[{index}].source"),
+                    "missing, a bind mount needs the host path to bind",
+                ));
+            };
+            // A relative source is relative to the bundle (runc resolves it
+            // there); one that climbs out names some host path by accident
+            // or on purpose. An absolute path says which host path it means.
+            if source.is_relative() && climbs_out(source) {
+                return Err(checker.invalid(
+                    format!("mounts[{index}].source"),
+                    format!(
+                        "{source:?} climbs out of the bundle directory with \"..\"; give the host \
+                         path to bind as an absolute path"
+                    ),
+                ));
+            }
         }
         if mount.uid_mappings().is_some() || mount.gid_mappings().is_some() {
             return Err(checker.invalid(
@@ -606,14 +983,13 @@ fn validate_linux_paths(checker: &Checker, spec: &Spec) -> Result<(), SpecError>
         return Ok(());
     };
     if let Some(cgroups_path) = linux.cgroups_path() {
-        if cgroups_path
-            .components()
-            .any(|component| component == Component::ParentDir)
+        // The cgroups module's own rules, checked before anything is made;
+        // the id does not matter for a path that is given.
+        let cgroups_path = cgroups_path.to_string_lossy();
+        if let Err(CgroupError::InvalidCgroupsPath { path, reason }) =
+            cgroups::container_cgroup_path(Some(&cgroups_path), "-")
         {
-            return Err(checker.invalid(
-                "linux.cgroupsPath",
-                format!("{} must not contain \"..\"", cgroups_path.display()),
-            ));
+            return Err(checker.invalid("linux.cgroupsPath", format!("{path:?} {reason}")));
         }
     }
     if let Some(propagation) = linux.rootfs_propagation() {
@@ -645,7 +1021,7 @@ fn validate_linux_paths(checker: &Checker, spec: &Spec) -> Result<(), SpecError>
         .enumerate()
     {
         let path = device.path();
-        if !path.is_absolute() || clean_absolute(path).is_none() {
+        let Some(cleaned) = clean_absolute(path).filter(|_| path.is_absolute()) else {
             return Err(checker.invalid(
                 format!("linux.devices[{index}].path"),
                 format!(
@@ -653,9 +1029,49 @@ fn validate_linux_paths(checker: &Checker, spec: &Spec) -> Result<(), SpecError>
                     path.display()
                 ),
             ));
+        };
+        // husk makes device nodes under /dev only: one anywhere else would
+        // stand in for a file of the image (an /etc/passwd that is a disk).
+        if cleaned == Path::new("/dev") || !cleaned.starts_with("/dev") {
+            return Err(checker.invalid(
+                format!("linux.devices[{index}].path"),
+                format!(
+                    "{} is outside /dev; device nodes go under /dev",
+                    path.display()
+                ),
+            ));
         }
     }
     Ok(())
+}
+
+/// `linux.resources` values that no host takes, by the cgroups module's
+/// rules; refused here rather than when the cgroup is created (which, for
+/// a VM, happens inside the guest).
+fn validate_resources(checker: &Checker, spec: &Spec) -> Result<(), SpecError> {
+    let Some(resources) = spec
+        .linux()
+        .as_ref()
+        .and_then(|linux| linux.resources().as_ref())
+    else {
+        return Ok(());
+    };
+    cgroups::check_resources(resources).map_err(|source| SpecError::Resources {
+        path: checker.path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every stage's hooks, checked now rather than when their stage comes:
+/// a poststart hook with a relative path would otherwise pass `create`.
+fn validate_hooks(checker: &Checker, spec: &Spec) -> Result<(), SpecError> {
+    let Some(spec_hooks) = spec.hooks().as_ref() else {
+        return Ok(());
+    };
+    hooks::check_hooks(spec_hooks).map_err(|source| SpecError::Hooks {
+        path: checker.path.to_path_buf(),
+        source: Box::new(source),
+    })
 }
 
 /// Settings husk cannot honour yet; refusing is better than ignoring them
@@ -966,5 +1382,301 @@ mod tests {
         let error = load_bundle(bundle.path()).unwrap_err();
         assert!(matches!(error, SpecError::Syntax { .. }));
         assert!(error.to_string().ends_with("config.json: not valid JSON"));
+    }
+
+    /// The whole error chain of loading `config`, as husk prints it.
+    fn load_chain(name: &str, config: Value) -> String {
+        let bundle = bundle_dir(name, &config);
+        let error = load_bundle(bundle.path()).expect_err("config should be refused");
+        crate::engine::error_chain(&error)
+    }
+
+    /// The error of loading a bundle whose config.json holds `text`.
+    fn load_text_error(name: &str, text: impl AsRef<[u8]>) -> SpecError {
+        let bundle = bundle_dir(name, &base_config());
+        fs::write(bundle.join("config.json"), text).unwrap();
+        load_bundle(bundle.path()).expect_err("config should be refused")
+    }
+
+    #[test]
+    fn a_relative_root_path_stays_inside_the_bundle() {
+        let config = with(base_config(), "/root/path", json!("../../../../etc"));
+        let message = load_error("root-escape", config);
+        assert!(
+            message.contains("root.path: \"../../../../etc\" climbs out of the bundle directory"),
+            "{message}"
+        );
+        let config = with(base_config(), "/root/path", json!("rootfs/../rootfs/."));
+        let bundle = bundle_dir("root-dots", &config);
+        load_bundle(bundle.path()).unwrap();
+    }
+
+    #[test]
+    fn root_and_oci_version_must_be_there_and_of_their_type() {
+        let mut config = base_config();
+        config.as_object_mut().unwrap().remove("ociVersion");
+        assert!(load_error("no-version", config).ends_with(
+            "config.json: ociVersion: missing; the runtime-spec requires it: add the version \
+             the config follows, such as \"1.0.2\""
+        ));
+        let config = with(base_config(), "/root", json!({"readonly": true}));
+        assert!(load_error("no-root-path", config).contains("root.path: missing"));
+        let config = with(base_config(), "/root/path", json!(7));
+        assert!(
+            load_error("root-path-number", config).contains("root.path: invalid type: integer `7`")
+        );
+        let config = with(base_config(), "/root", json!("rootfs"));
+        assert!(load_error("root-string", config).contains("root: invalid type: string"));
+    }
+
+    #[test]
+    fn a_key_given_twice_is_named_with_its_path() {
+        let error = load_text_error(
+            "duplicate",
+            r#"{"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+                "process": {"args": ["sh"], "args": ["ls"], "cwd": "/"}}"#,
+        );
+        let message = error.to_string();
+        assert!(
+            message.ends_with(
+                "config.json: process.args: given twice (the second time at line 2 column 50); \
+                 give it once"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_top_level_must_be_an_object() {
+        for (text, found) in [("null", "null"), ("[1]", "an array"), ("\"x\"", "a string")] {
+            let message = load_text_error("top-level", text).to_string();
+            assert!(
+                message.contains(&format!(
+                    "config.json: the top level is {found}, not a JSON object"
+                )),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let depth = 100_000;
+        let text = format!(
+            "{{\"ociVersion\": \"1.0.2\", \"annotations\": {}{}}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        );
+        let error = load_text_error("deep", text);
+        assert!(
+            matches!(error, SpecError::TooDeep { line: 1, .. }),
+            "{error:?}"
+        );
+        assert!(error
+            .to_string()
+            .contains("nested more than 128 levels deep"));
+    }
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_located() {
+        let error = load_text_error("utf8", b"{\n  \"hostname\": \"r\xffnc\"\n}".as_slice());
+        assert_eq!(
+            error.to_string().rsplit_once("config.json: ").unwrap().1,
+            "line 2 column 17: not UTF-8 text; JSON is UTF-8 (RFC 8259), save the file as UTF-8"
+        );
+    }
+
+    #[test]
+    fn config_json_must_be_a_regular_file_of_bounded_size() {
+        let bundle = bundle_dir("not-a-file", &base_config());
+        let config = bundle.join("config.json");
+        fs::remove_file(&config).unwrap();
+        fs::create_dir(&config).unwrap();
+        let message = load_bundle(bundle.path()).unwrap_err().to_string();
+        assert!(
+            message.ends_with("config.json: not a regular file but a directory; the bundle's config.json must be a file"),
+            "{message}"
+        );
+        fs::remove_dir(&config).unwrap();
+        // A device that never ends is not read at all.
+        std::os::unix::fs::symlink("/dev/zero", &config).unwrap();
+        let message = load_bundle(bundle.path()).unwrap_err().to_string();
+        assert!(
+            message.contains("not a regular file but a character device"),
+            "{message}"
+        );
+        fs::remove_file(&config).unwrap();
+        let file = fs::File::create(&config).unwrap();
+        file.set_len(MAX_CONFIG_BYTES + 1).unwrap();
+        let error = load_bundle(bundle.path()).unwrap_err();
+        assert!(matches!(error, SpecError::TooLarge { .. }), "{error:?}");
+    }
+
+    #[test]
+    fn arguments_and_environment_must_fit_execve() {
+        let config = with(base_config(), "/process/args", json!(["sh", "-c\u{0}x"]));
+        assert!(load_error("nul", config).contains("process.args[1]: contains a NUL byte"));
+
+        let long = format!("BIG={}", "x".repeat(MAX_EXEC_STRING_BYTES));
+        let config = with(base_config(), "/process/env", json!(["A=1", long]));
+        let message = load_error("long-string", config);
+        assert!(
+            message.contains(&format!(
+                "process.env[1]: {} bytes long; execve(2) takes strings of at most 131071 bytes",
+                MAX_EXEC_STRING_BYTES + 4
+            )),
+            "{message}"
+        );
+        // The longest string execve takes is fine.
+        let longest = format!("BIG={}", "x".repeat(MAX_EXEC_STRING_BYTES - 5));
+        let bundle = bundle_dir(
+            "longest",
+            &with(base_config(), "/process/env", json!([longest])),
+        );
+        load_bundle(bundle.path()).unwrap();
+
+        let chunk = "y".repeat(100_000);
+        let env: Vec<String> = (0..64).map(|index| format!("V{index}={chunk}")).collect();
+        let message = load_error("total", with(base_config(), "/process/env", json!(env)));
+        assert!(
+            message.contains("process.env: the arguments (")
+                && message.contains("more than the 6291456 bytes execve(2) takes on any host"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn process_and_uts_values_the_kernel_refuses() {
+        let config = with(base_config(), "/process/oomScoreAdj", json!(-1001));
+        assert!(load_error("oom", config)
+            .contains("process.oomScoreAdj: -1001 is out of range; /proc/PID/oom_score_adj takes -1000 to 1000"));
+        let config = with(base_config(), "/process/oomScoreAdj", json!(1000));
+        load_bundle(bundle_dir("oom-max", &config).path()).unwrap();
+
+        let config = with(base_config(), "/hostname", json!("h".repeat(65)));
+        assert!(load_error("hostname", config)
+            .contains("hostname: 65 bytes; the kernel takes names of at most 64 bytes"));
+        let config = with(base_config(), "/domainname", json!("d\u{0}"));
+        assert!(load_error("domainname", config).contains("domainname: 2 bytes with a NUL byte"));
+        let config = with(base_config(), "/hostname", json!("h".repeat(64)));
+        load_bundle(bundle_dir("hostname-max", &config).path()).unwrap();
+    }
+
+    #[test]
+    fn a_namespace_path_must_exist() {
+        let config = with(
+            base_config(),
+            "/linux/namespaces",
+            json!([{"type": "pid"}, {"type": "mount"}, {"type": "network", "path": "/proc/self/ns/nope"}]),
+        );
+        let message = load_error("ns-path", config);
+        assert!(
+            message.contains(
+                "linux.namespaces[2].path: /proc/self/ns/nope: No such file or directory; give \
+                 the namespace of a running process (/proc/PID/ns/net)"
+            ),
+            "{message}"
+        );
+        let config = with(
+            base_config(),
+            "/linux/namespaces",
+            json!([{"type": "mount"}, {"type": "network", "path": "/proc/self/ns/net"}]),
+        );
+        load_bundle(bundle_dir("ns-path-ok", &config).path()).unwrap();
+    }
+
+    #[test]
+    fn a_relative_bind_source_stays_inside_the_bundle() {
+        let bind = |source: &str| {
+            with(
+                base_config(),
+                "/mounts",
+                json!([{"destination": "/data", "type": "bind", "source": source, "options": ["rbind"]}]),
+            )
+        };
+        let message = load_error("bind-escape", bind("data/../../../etc"));
+        assert!(
+            message.contains(
+                "mounts[0].source: \"data/../../../etc\" climbs out of the bundle directory"
+            ),
+            "{message}"
+        );
+        load_bundle(bundle_dir("bind-inside", &bind("rootfs/../rootfs")).path()).unwrap();
+        load_bundle(bundle_dir("bind-absolute", &bind("/etc")).path()).unwrap();
+    }
+
+    #[test]
+    fn cgroups_paths_and_device_paths_are_checked_before_anything_is_made() {
+        let config = with(base_config(), "/linux/cgroupsPath", json!("/"));
+        assert!(load_error("cgroup-root", config)
+            .contains("linux.cgroupsPath: \"/\" names the root cgroup"));
+        let config = with(base_config(), "/linux/cgroupsPath", json!("/a/../../b"));
+        assert!(load_error("cgroup-escape", config)
+            .contains("linux.cgroupsPath: \"/a/../../b\" contains a \"..\" component"));
+
+        let device = |path: &str| {
+            with(
+                base_config(),
+                "/linux/devices",
+                json!([{"path": path, "type": "c", "major": 1, "minor": 3}]),
+            )
+        };
+        assert!(load_error("device-etc", device("/etc/shadow"))
+            .contains("linux.devices[0].path: /etc/shadow is outside /dev"));
+        assert!(load_error("device-dev", device("/dev"))
+            .contains("linux.devices[0].path: /dev is outside /dev"));
+        assert!(load_error("device-climb", device("/dev/../etc/x"))
+            .contains("linux.devices[0].path: /dev/../etc/x is outside /dev"));
+        load_bundle(bundle_dir("device-ok", &device("/dev/null2")).path()).unwrap();
+    }
+
+    #[test]
+    fn resources_no_host_takes_are_refused_naming_the_field() {
+        let config = with(
+            base_config(),
+            "/linux/resources",
+            json!({"memory": {"limit": -2}}),
+        );
+        assert!(load_chain("memory", config).ends_with(
+            "config.json: linux.resources.memory.limit: -2 is not a byte count; use -1 for no limit"
+        ));
+        let config = with(
+            base_config(),
+            "/linux/resources",
+            json!({"cpu": {"quota": -7}}),
+        );
+        assert!(load_chain("quota", config).contains("linux.resources.cpu.quota: -7"));
+        let config = with(
+            base_config(),
+            "/linux/resources",
+            json!({"devices": [{"allow": true, "type": "c", "access": "rwx"}]}),
+        );
+        assert!(load_chain("device-rule", config)
+            .contains("linux.resources.devices[0].access: \"rwx\" is not a combination"));
+        let config = with(
+            base_config(),
+            "/linux/resources",
+            json!({"memory": {"limit": -1, "swap": -1}, "cpu": {"quota": -1}}),
+        );
+        load_bundle(bundle_dir("unlimited", &config).path()).unwrap();
+    }
+
+    #[test]
+    fn every_stage_s_hooks_are_checked_at_load() {
+        let config = with(
+            base_config(),
+            "/hooks",
+            json!({"poststop": [{"path": "/bin/true"}, {"path": "bin/cleanup"}]}),
+        );
+        assert!(load_chain("hook-path", config).ends_with(
+            "config.json: hooks.poststop[1].path: \"bin/cleanup\" is not absolute; give the full path"
+        ));
+        let config = with(
+            base_config(),
+            "/hooks",
+            json!({"startContainer": [{"path": "/bin/true", "timeout": -3}]}),
+        );
+        assert!(load_chain("hook-timeout", config)
+            .contains("hooks.startContainer[0].timeout: -3; it must be greater than zero"));
     }
 }

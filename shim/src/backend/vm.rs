@@ -301,12 +301,16 @@ impl VmBackend {
         }
         let cgroup_path = cgroup.relative_path().to_path_buf();
         let cgroup = &*undo.cgroup.insert(cgroup);
+        if plan.jail {
+            files.create_jail_dir().map_err(VmError::Layout)?;
+        }
         let command = vmm::command(
             &plan.artifacts,
             &files,
             &directory_images,
             plan.size,
             &stdio,
+            plan.jail,
         );
         logging::debug(format!("container {id}: {command:?}"));
         let pid = vmm::spawn(command, Some(cgroup), &files.vmm_log).map_err(VmError::Spawn)?;
@@ -611,6 +615,8 @@ struct VmPlan {
     size: sizing::GuestSize,
     boot_timeout: Duration,
     cgroups_path: Option<String>,
+    /// Whether husk-vmm jails itself (the configuration's `jail`).
+    jail: bool,
 }
 
 impl VmPlan {
@@ -634,13 +640,6 @@ impl VmPlan {
                 "container {id}: --console-socket ignored: process.terminal is false"
             ));
         }
-        let (configuration, config_path) = config::load().map_err(VmError::Config)?;
-        let artifacts = artifacts::find(
-            &configuration,
-            &config_path,
-            &Surroundings::of_this_process(),
-        )
-        .map_err(VmError::Artifacts)?;
         let guest = guest_spec::prepare(bundle).map_err(VmError::GuestSpec)?;
         for dropped in &guest.dropped {
             logging::warning(format!("container {id}: {dropped}"));
@@ -660,17 +659,28 @@ impl VmPlan {
             "container {id}: a VM of {} MiB and {} vCPU(s)",
             size.memory_mib, size.vcpus
         ));
+        let boot_timeout =
+            sizing::boot_timeout(annotations, &bundle.config_path).map_err(VmError::Sizing)?;
+        // After everything config.json says has been checked, so that a bad
+        // bundle is reported as such even where the kernel is missing.
+        let (configuration, config_path) = config::load().map_err(VmError::Config)?;
+        let artifacts = artifacts::find(
+            &configuration,
+            &config_path,
+            &Surroundings::of_this_process(),
+        )
+        .map_err(VmError::Artifacts)?;
         Ok(VmPlan {
             terminal,
             artifacts,
             guest,
             directories,
             size,
-            boot_timeout: sizing::boot_timeout(annotations, &bundle.config_path)
-                .map_err(VmError::Sizing)?,
+            boot_timeout,
             cgroups_path: linux
                 .and_then(|linux| linux.cgroups_path().as_ref())
                 .map(|path| path.to_string_lossy().into_owned()),
+            jail: configuration.jail.unwrap_or(true),
         })
     }
 }

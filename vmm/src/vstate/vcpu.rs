@@ -67,8 +67,9 @@ pub enum VcpuStop {
     GuestExit(u8),
     /// The guest reset the machine through the keyboard controller.
     GuestReset,
-    /// A triple fault: KVM reports the VM as shut down.
-    TripleFault,
+    /// A triple fault: KVM reports the VM as shut down. Carries the
+    /// faulting vCPU's registers, for the report.
+    TripleFault(String),
     /// The VMM asked the vCPU to stop.
     Stopped,
     Failed(VcpuError),
@@ -200,7 +201,7 @@ impl Vcpu {
                 // With the in-kernel LAPIC, HLT is handled in KVM; a stray
                 // one just resumes.
                 Ok(VcpuExit::Hlt) => {}
-                Ok(VcpuExit::Shutdown) => return VcpuStop::TripleFault,
+                Ok(VcpuExit::Shutdown) => return VcpuStop::TripleFault(self.register_summary()),
                 Ok(VcpuExit::SystemEvent(..)) => return VcpuStop::GuestReset,
                 Ok(VcpuExit::FailEntry(reason, _)) => {
                     return VcpuStop::Failed(VcpuError::FailEntry { index, reason })
@@ -216,6 +217,43 @@ impl Vcpu {
                 }
                 Err(error) if matches!(error.errno(), libc::EINTR | libc::EAGAIN) => {}
                 Err(source) => return VcpuStop::Failed(VcpuError::Run { index, source }),
+            }
+        }
+    }
+
+    /// One line with where the vCPU was and its paging and mode state, for
+    /// a crash report.
+    fn register_summary(&self) -> String {
+        let index = self.index;
+        match (self.fd.get_regs(), self.fd.get_sregs()) {
+            // KVM on AMD re-initializes the vCPU after a shutdown intercept
+            // (the VMCB is undefined afterwards, AMD APM vol. 2 §15.9): the
+            // registers then show the reset vector.
+            (Ok(regs), Ok(sregs)) if regs.rip == 0xfff0 && sregs.cs.base == 0xffff_0000 => {
+                format!(
+                    "vCPU {index}: KVM reset the vCPU at the shutdown, so where it faulted is \
+                     not known"
+                )
+            }
+            (Ok(regs), Ok(sregs)) => format!(
+                "vCPU {index}: rip={:#x} rsp={:#x} rflags={:#x} cs={:#x} cr0={:#x} cr2={:#x} \
+                 cr3={:#x} cr4={:#x} efer={:#x} idt={:#x}/{:#x} gdt={:#x}/{:#x}",
+                regs.rip,
+                regs.rsp,
+                regs.rflags,
+                sregs.cs.selector,
+                sregs.cr0,
+                sregs.cr2,
+                sregs.cr3,
+                sregs.cr4,
+                sregs.efer,
+                sregs.idt.base,
+                sregs.idt.limit,
+                sregs.gdt.base,
+                sregs.gdt.limit,
+            ),
+            (Err(error), _) | (_, Err(error)) => {
+                format!("vCPU {index}: registers unreadable ({error})")
             }
         }
     }

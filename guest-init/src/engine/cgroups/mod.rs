@@ -425,6 +425,33 @@ pub fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
     ]
 }
 
+/// Checks the values of `linux.resources` that no host accepts (a memory
+/// value below -1, a CPU quota below -1, a device rule the devices cgroup
+/// cannot express, a hugepage size that is no size), so that a bundle can
+/// be refused before anything is made. What depends on the host (a
+/// controller that is not there) is found when the cgroup is created.
+pub fn check_resources(resources: &LinuxResources) -> Result<(), CgroupError> {
+    if let Some(memory) = resources.memory() {
+        for (field, value) in [
+            ("linux.resources.memory.limit", memory.limit()),
+            ("linux.resources.memory.swap", memory.swap()),
+            ("linux.resources.memory.reservation", memory.reservation()),
+        ] {
+            v2::check_memory_value(field, value)?;
+        }
+    }
+    if let Some(cpu) = resources.cpu() {
+        v2::cpu_max_value(cpu.quota(), cpu.period())?;
+    }
+    for (index, rule) in resources.devices().iter().flatten().enumerate() {
+        v1::device_rule(rule, index)?;
+    }
+    for (index, limit) in resources.hugepage_limits().iter().flatten().enumerate() {
+        v2::checked_page_size(limit.page_size(), index)?;
+    }
+    Ok(())
+}
+
 /// The container's cgroup, relative to every hierarchy's root (no leading
 /// slash), following the rules in the module documentation.
 pub fn container_cgroup_path(

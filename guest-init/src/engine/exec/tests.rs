@@ -48,7 +48,7 @@ fn the_init_namespaces_are_joined_user_first_then_root_in_it() {
     let test = TestBundle::new("exec-userns", |config| {
         config["linux"]["namespaces"] = json!([
             {"type": "cgroup"}, {"type": "mount"}, {"type": "pid"}, {"type": "user"},
-            {"type": "network", "path": "/var/run/netns/web"}, {"type": "uts"}, {"type": "ipc"}
+            {"type": "network", "path": "/proc/self/ns/net"}, {"type": "uts"}, {"type": "ipc"}
         ]);
         config["linux"]["uidMappings"] =
             json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);

@@ -362,7 +362,7 @@ fn stage_one_enters_the_user_namespace_first_and_waits_for_its_maps() {
     let test = TestBundle::new("init-stage-one", |config| {
         config["process"]["oomScoreAdj"] = json!(-500);
         config["linux"]["namespaces"] = json!([
-            {"type": "pid"}, {"type": "network", "path": "/proc/7/ns/net"},
+            {"type": "pid"}, {"type": "network", "path": "/proc/self/ns/net"},
             {"type": "mount"}, {"type": "user"}, {"type": "uts"}, {"type": "cgroup"}
         ]);
         config["linux"]["uidMappings"] =
@@ -374,7 +374,7 @@ fn stage_one_enters_the_user_namespace_first_and_waits_for_its_maps() {
     // A real file stands in for the namespace file: setns is only recorded.
     let joined = vec![NamespaceFile {
         kind: oci_spec::runtime::LinuxNamespaceType::Network,
-        path: "/proc/7/ns/net".into(),
+        path: "/proc/self/ns/net".into(),
         file: std::fs::File::open("/dev/null").unwrap(),
     }];
     let syscall = RecordingSyscall::new();
@@ -393,7 +393,7 @@ fn stage_one_enters_the_user_namespace_first_and_waits_for_its_maps() {
             },
             Call::Setns {
                 kind: oci_spec::runtime::LinuxNamespaceType::Network,
-                path: "/proc/7/ns/net".into()
+                path: "/proc/self/ns/net".into()
             },
             Call::Unshare(libc::CLONE_NEWUSER),
             Call::Setresgid(0),

@@ -732,7 +732,7 @@ mod tests {
         let bundle = test.load(
             json!([]),
             json!({}),
-            json!([{"type": "pid"}, {"type": "network", "path": "/run/netns/cni-1234"}]),
+            json!([{"type": "pid"}, {"type": "network", "path": "/proc/self/ns/net"}]),
         );
         let guest = prepare(&bundle).unwrap();
         let namespaces = guest
@@ -748,7 +748,7 @@ mod tests {
         assert_eq!(guest.dropped.len(), 1);
         assert!(guest.dropped[0]
             .to_string()
-            .contains("/run/netns/cni-1234 is the host's"));
+            .contains("/proc/self/ns/net is the host's"));
 
         let bundle = test.load(
             json!([]),

@@ -9,18 +9,23 @@
 //! hooks.json      the hooks the CLI runs on the host (poststart, poststop)
 //! vmm.log         husk-vmm's own messages (its stdio is the container's)
 //! console.log     the guest's serial console
-//! vsock.sock      the vsock device's host end (stdio streams go through it)
-//! vsock.sock_1024 where the guest's control connection arrives (husk-vmm)
-//! agent.sock      husk-vmm's agent socket, there once the guest is ready
-//! console.sock    receives the container's pty (`run` with a terminal and
-//!                 no --console-socket)
+//! sockets/        the sockets, in a directory of their own:
+//!   vsock.sock      the vsock device's host end (stdio streams go through it)
+//!   vsock.sock_1024 where the guest's control connection arrives (husk-vmm)
+//!   agent.sock      husk-vmm's agent socket, there once the guest is ready
+//!   console.sock    receives the container's pty (`run` with a terminal and
+//!                   no --console-socket)
+//! jail/           the empty directory husk-vmm's jail (`--jail`) mounts its
+//!                 root on, in husk-vmm's own mount namespace
 //! ```
 //!
+//! husk-vmm's jail holds the socket directory writable, so it holds nothing
+//! else: not the state, and not hooks.json, which husk runs on the host.
 //! A Unix socket's path must fit in `sun_path` (108 bytes with its NUL,
 //! unix(7)); with a long `--root` or a long ID (containerd's IDs are 64
-//! characters) the sockets go to a directory of their own under
-//! [`SHORT_SOCKET_ROOT`] instead. Every path is recorded in the container's
-//! state, so later commands find them wherever they are.
+//! characters) the sockets go to a directory under [`SHORT_SOCKET_ROOT`]
+//! instead. Every path is recorded in the container's state, so later
+//! commands find them wherever they are.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs::{self, DirBuilder};
@@ -48,6 +53,8 @@ const CONSOLE_LOG: &str = "console.log";
 const VSOCK_SOCKET: &str = "vsock.sock";
 const AGENT_SOCKET: &str = "agent.sock";
 const CONSOLE_SOCKET: &str = "console.sock";
+const SOCKET_DIR: &str = "sockets";
+const JAIL_DIR: &str = "jail";
 
 /// Keys in [`BackendPaths`].
 const SOCKET_AGENT: &str = "agent";
@@ -62,6 +69,12 @@ const EXTRA_HOOKS: &str = "hooks";
 pub enum LayoutError {
     #[error("create the socket directory {}", path.display())]
     SocketDirectory {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("create husk-vmm's jail directory {}", path.display())]
+    JailDirectory {
         path: PathBuf,
         #[source]
         source: io::Error,
@@ -81,6 +94,8 @@ pub struct VmFiles {
     pub console_socket: PathBuf,
     /// A directory made for the sockets only, removed with them.
     pub socket_dir: Option<PathBuf>,
+    /// The empty directory husk-vmm's jail mounts its root on.
+    pub jail_dir: PathBuf,
 }
 
 impl VmFiles {
@@ -88,16 +103,23 @@ impl VmFiles {
     /// socket directory under `short_root` if the state directory's path
     /// is too long.
     pub fn create(state_dir: &Path, short_root: &Path) -> Result<VmFiles, LayoutError> {
-        let longest_socket = format!("{VSOCK_SOCKET}_{CONTROL_PORT}");
+        let longest_socket = format!("{SOCKET_DIR}/{VSOCK_SOCKET}_{CONTROL_PORT}");
         let fits = state_dir.as_os_str().len() + 1 + longest_socket.len() <= MAX_SOCKET_PATH;
-        let socket_dir = if fits {
-            None
+        let sockets = if fits {
+            let path = state_dir.join(SOCKET_DIR);
+            DirBuilder::new()
+                .mode(0o700)
+                .create(&path)
+                .map_err(|source| LayoutError::SocketDirectory {
+                    path: path.clone(),
+                    source,
+                })?;
+            path
         } else {
-            Some(make_socket_dir(state_dir, short_root)?)
+            make_socket_dir(state_dir, short_root)?
         };
-        let sockets = socket_dir
-            .clone()
-            .unwrap_or_else(|| state_dir.to_path_buf());
+        let jail_dir = state_dir.join(JAIL_DIR);
+        let socket_dir = Some(sockets.clone());
         Ok(VmFiles {
             state_dir: state_dir.to_path_buf(),
             image: state_dir.join(IMAGE),
@@ -108,7 +130,19 @@ impl VmFiles {
             agent_socket: sockets.join(AGENT_SOCKET),
             console_socket: sockets.join(CONSOLE_SOCKET),
             socket_dir,
+            jail_dir,
         })
+    }
+
+    /// Makes the empty directory husk-vmm's jail mounts its root on.
+    pub fn create_jail_dir(&self) -> Result<(), LayoutError> {
+        DirBuilder::new()
+            .mode(0o700)
+            .create(&self.jail_dir)
+            .map_err(|source| LayoutError::JailDirectory {
+                path: self.jail_dir.clone(),
+                source,
+            })
     }
 
     /// The image of the `number`-th bind-mounted host directory (from 0).
@@ -153,6 +187,7 @@ impl VmFiles {
             agent_socket: socket(SOCKET_AGENT, AGENT_SOCKET),
             console_socket: socket(SOCKET_CONSOLE, CONSOLE_SOCKET),
             socket_dir: paths.extra.get(EXTRA_SOCKET_DIR).map(PathBuf::from),
+            jail_dir: state_dir.join(JAIL_DIR),
         }
     }
 
@@ -218,11 +253,11 @@ impl VmFiles {
                 Err(error) => failures.push((path, error)),
             }
         }
-        if let Some(socket_dir) = &self.socket_dir {
-            match fs::remove_dir(socket_dir) {
+        for directory in self.socket_dir.iter().chain([&self.jail_dir]) {
+            match fs::remove_dir(directory) {
                 Ok(()) => {}
                 Err(error) if error.kind() == ErrorKind::NotFound => {}
-                Err(error) => failures.push((socket_dir.clone(), error)),
+                Err(error) => failures.push((directory.clone(), error)),
             }
         }
         failures
@@ -291,15 +326,20 @@ mod tests {
     }
 
     #[test]
-    fn short_state_directories_hold_everything() {
-        let files = VmFiles::create(Path::new("/run/husk/c1"), Path::new("/nonexistent")).unwrap();
-        assert_eq!(files.image, Path::new("/run/husk/c1/rootfs.ext4"));
-        assert_eq!(files.agent_socket, Path::new("/run/husk/c1/agent.sock"));
-        assert_eq!(
-            files.control_socket(),
-            Path::new("/run/husk/c1/vsock.sock_1024")
+    fn short_state_directories_hold_everything_with_the_sockets_apart() {
+        let state = tempfile::tempdir().unwrap();
+        let dir = state.path();
+        let files = VmFiles::create(dir, Path::new("/nonexistent")).unwrap();
+        assert_eq!(files.image, dir.join("rootfs.ext4"));
+        assert_eq!(files.agent_socket, dir.join("sockets/agent.sock"));
+        assert_eq!(files.control_socket(), dir.join("sockets/vsock.sock_1024"));
+        assert_eq!(files.socket_dir, Some(dir.join("sockets")));
+        assert!(dir.join("sockets").is_dir());
+        assert_eq!(files.jail_dir, dir.join("jail"));
+        assert!(
+            !files.jail_dir.exists(),
+            "made only when husk-vmm is jailed"
         );
-        assert_eq!(files.socket_dir, None);
     }
 
     #[test]
@@ -345,6 +385,7 @@ mod tests {
         fs::write(files.directory_image(MAX_DIRECTORIES - 1), "copy").unwrap();
         fs::write(&files.vmm_log, "log").unwrap();
         fs::write(files.control_socket(), "").unwrap();
+        files.create_jail_dir().unwrap();
         assert!(files.remove_all().is_empty());
         assert!(!files.image.exists());
         assert!(!files.vmm_log.exists());

@@ -12,10 +12,15 @@
 //!   the kernel's CFS bandwidth control), between 1 and the host's CPUs;
 //!   without a quota [`DEFAULT_VCPUS`].
 //! - The annotations `run.husk.vm.memory-mib` and `run.husk.vm.vcpus`
-//!   override both; `run.husk.vm.boot-timeout` (seconds, or with an `s` or
-//!   `ms` suffix) bounds how long `create` waits for the guest.
+//!   override both (the memory still no more than the host has);
+//!   `run.husk.vm.boot-timeout` (seconds, or with an `s` or `ms` suffix)
+//!   bounds how long `create` waits for the guest.
+//!
+//! A bad annotation is an error naming config.json, the key and the value
+//! (cut short when it is long: annotations are the caller's free text).
 
 use std::collections::HashMap;
+use std::num::{IntErrorKind, ParseIntError};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -34,6 +39,9 @@ pub const DEFAULT_MEMORY_MIB: u64 = 256;
 pub const DEFAULT_VCPUS: u32 = 1;
 /// What `create` waits for the guest to be ready when no annotation says.
 pub const DEFAULT_BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How much of an annotation's value an error quotes.
+const QUOTED_VALUE_CHARS: usize = 64;
 
 /// The kernel's default CFS period (`cpu.cfs_period_us`, 100 ms).
 const DEFAULT_CPU_PERIOD_MICROS: u64 = 100_000;
@@ -102,13 +110,27 @@ pub fn guest_size(
 ) -> Result<GuestSize, SizingError> {
     let annotation = |key: &'static str| annotations.and_then(|map| map.get(key));
     let memory_mib = match annotation(MEMORY_ANNOTATION) {
-        Some(value) => parse_annotation(
-            config,
-            MEMORY_ANNOTATION,
-            value,
-            husk_vmm::config::MIN_MEMORY_MIB,
-            husk_vmm::config::MAX_MEMORY_MIB,
-        )?,
+        Some(value) => {
+            let memory_mib = parse_annotation(
+                config,
+                MEMORY_ANNOTATION,
+                value,
+                husk_vmm::config::MIN_MEMORY_MIB,
+                husk_vmm::config::MAX_MEMORY_MIB,
+            )?;
+            if memory_mib > host.memory_mib {
+                return Err(invalid_annotation(
+                    config,
+                    MEMORY_ANNOTATION,
+                    value,
+                    format!(
+                        "is more than this host's memory ({} MiB); give at most that",
+                        host.memory_mib
+                    ),
+                ));
+            }
+            memory_mib
+        }
         None => memory_from_limit(resources).min(host.memory_mib.max(MIN_MEMORY_MIB)),
     };
     let vcpus = match annotation(VCPUS_ANNOTATION) {
@@ -155,6 +177,25 @@ fn vcpus_from_quota(resources: Option<&LinuxResources>) -> u32 {
         .max(1)
 }
 
+/// The error for annotation `key` of `config` holding `value`.
+fn invalid_annotation(
+    config: &Path,
+    key: &'static str,
+    value: &str,
+    reason: String,
+) -> SizingError {
+    let mut quoted: String = value.chars().take(QUOTED_VALUE_CHARS).collect();
+    if quoted.len() < value.len() {
+        quoted.push_str("...");
+    }
+    SizingError::InvalidAnnotation {
+        config: config.to_path_buf(),
+        key,
+        value: quoted,
+        reason,
+    }
+}
+
 fn parse_annotation(
     config: &Path,
     key: &'static str,
@@ -162,21 +203,19 @@ fn parse_annotation(
     min: u64,
     max: u64,
 ) -> Result<u64, SizingError> {
-    let invalid = |reason: String| SizingError::InvalidAnnotation {
-        config: config.to_path_buf(),
-        key,
-        value: value.to_string(),
-        reason,
-    };
-    let number: u64 = value.trim().parse().map_err(|_| {
-        invalid(format!(
-            "is not a whole number; give one from {min} to {max}"
-        ))
+    let invalid = |reason: String| invalid_annotation(config, key, value, reason);
+    let out_of_range = || invalid(format!("is out of range; give one from {min} to {max}"));
+    let number: u64 = value.trim().parse().map_err(|error: ParseIntError| {
+        match error.kind() {
+            // Digits, just too many of them for a u64.
+            IntErrorKind::PosOverflow => out_of_range(),
+            _ => invalid(format!(
+                "is not a whole number; give one from {min} to {max}"
+            )),
+        }
     })?;
     if !(min..=max).contains(&number) {
-        return Err(invalid(format!(
-            "is out of range; give one from {min} to {max}"
-        )));
+        return Err(out_of_range());
     }
     Ok(number)
 }
@@ -189,13 +228,15 @@ pub fn boot_timeout(
     let Some(value) = annotations.and_then(|map| map.get(BOOT_TIMEOUT_ANNOTATION)) else {
         return Ok(DEFAULT_BOOT_TIMEOUT);
     };
-    let invalid = || SizingError::InvalidAnnotation {
-        config: config.to_path_buf(),
-        key: BOOT_TIMEOUT_ANNOTATION,
-        value: value.clone(),
-        reason: "is not a duration; give seconds (\"90\", \"90s\") or milliseconds (\"500ms\"), \
-                 more than zero"
-            .to_string(),
+    let invalid = || {
+        invalid_annotation(
+            config,
+            BOOT_TIMEOUT_ANNOTATION,
+            value,
+            "is not a duration; give seconds (\"90\", \"90s\") or milliseconds (\"500ms\"), \
+             more than zero"
+                .to_string(),
+        )
     };
     let text = value.trim();
     let duration = if let Some(millis) = text.strip_suffix("ms") {
@@ -339,6 +380,52 @@ mod tests {
             );
             assert!(error.contains("give one from"), "{error}");
         }
+    }
+
+    #[test]
+    fn a_memory_annotation_beyond_the_host_or_a_u64_is_out_of_range() {
+        let annotations = annotated(&[(MEMORY_ANNOTATION, "32768")]);
+        let error = guest_size(None, Some(&annotations), HOST, config())
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            "/b/config.json: annotations.\"run.husk.vm.memory-mib\": \"32768\" is more than this \
+             host's memory (16384 MiB); give at most that"
+        );
+        // The host's own size is fine.
+        let annotations = annotated(&[(MEMORY_ANNOTATION, "16384")]);
+        assert_eq!(
+            guest_size(None, Some(&annotations), HOST, config())
+                .unwrap()
+                .memory_mib,
+            16384
+        );
+        let annotations = annotated(&[(VCPUS_ANNOTATION, "99999999999999999999999")]);
+        let error = guest_size(None, Some(&annotations), HOST, config())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("is out of range; give one from 1 to 37"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_long_annotation_value_is_quoted_cut_short() {
+        let long = "x".repeat(100_000);
+        let annotations = annotated(&[(VCPUS_ANNOTATION, &long)]);
+        let error = guest_size(None, Some(&annotations), HOST, config())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(&format!(
+                "/b/config.json: annotations.\"{VCPUS_ANNOTATION}\": \"{}...\" is not a whole number",
+                "x".repeat(QUOTED_VALUE_CHARS)
+            )),
+            "{error}"
+        );
+        assert!(error.len() < 300, "{error}");
     }
 
     #[test]

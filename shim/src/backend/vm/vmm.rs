@@ -48,13 +48,17 @@ pub enum ContainerStdio {
 
 /// husk-vmm's command line in sandbox mode. The rootfs image is the first
 /// disk (/dev/vda); `directory_images` follow it read-only, in order
-/// (/dev/vdb, ...), as the `directories` module tells the guest.
+/// (/dev/vdb, ...), as the `directories` module tells the guest. With
+/// `jail`, husk-vmm confines itself in [`VmFiles::jail_dir`] (its own
+/// namespaces, a root holding only these files, no capabilities) before it
+/// builds the VM.
 pub fn command(
     artifacts: &Artifacts,
     files: &VmFiles,
     directory_images: &[PathBuf],
     size: GuestSize,
     stdio: &ContainerStdio,
+    jail: bool,
 ) -> Command {
     let mut command = Command::new(&artifacts.vmm);
     command
@@ -91,6 +95,9 @@ pub fn command(
         .arg(&files.agent_socket)
         .arg("--log")
         .arg(&files.vmm_log);
+    if jail {
+        command.arg("--jail").arg(&files.jail_dir);
+    }
     match stdio {
         ContainerStdio::Pipes => {
             command.args(["--container-stdio", "pipes"]);
@@ -239,6 +246,24 @@ mod tests {
         }
     }
 
+    /// The layout of a container in /run/husk/c1 with its sockets apart.
+    fn files() -> VmFiles {
+        let dir = Path::new("/run/husk/c1");
+        let sockets = dir.join("sockets");
+        VmFiles {
+            state_dir: dir.to_path_buf(),
+            image: dir.join("rootfs.ext4"),
+            hooks: dir.join("hooks.json"),
+            vmm_log: dir.join("vmm.log"),
+            console_log: dir.join("console.log"),
+            vsock_socket: sockets.join("vsock.sock"),
+            agent_socket: sockets.join("agent.sock"),
+            console_socket: sockets.join("console.sock"),
+            socket_dir: Some(sockets),
+            jail_dir: dir.join("jail"),
+        }
+    }
+
     fn arguments(command: &Command) -> Vec<String> {
         command
             .get_args()
@@ -253,23 +278,31 @@ mod tests {
 
     #[test]
     fn sandbox_mode_command_line() {
-        let files = VmFiles::create(Path::new("/run/husk/c1"), Path::new("/x")).unwrap();
+        let files = files();
         let size = GuestSize {
             memory_mib: 320,
             vcpus: 2,
         };
-        let command = command(&artifacts(), &files, &[], size, &ContainerStdio::Pipes);
+        let command = command(
+            &artifacts(),
+            &files,
+            &[],
+            size,
+            &ContainerStdio::Pipes,
+            true,
+        );
         assert_eq!(command.get_program(), "/usr/bin/husk-vmm");
         let arguments = arguments(&command);
         for (flag, value) in [
             ("--kernel", "/k/vmlinux"),
             ("--initrd", "/k/initramfs.cpio"),
             ("--disk", "/run/husk/c1/rootfs.ext4"),
-            ("--vsock", "/run/husk/c1/vsock.sock"),
+            ("--vsock", "/run/husk/c1/sockets/vsock.sock"),
             ("--memory-mib", "320"),
             ("--vcpus", "2"),
             ("--serial", "/run/husk/c1/console.log"),
-            ("--agent-socket", "/run/husk/c1/agent.sock"),
+            ("--agent-socket", "/run/husk/c1/sockets/agent.sock"),
+            ("--jail", "/run/husk/c1/jail"),
             ("--container-stdio", "pipes"),
             ("--log", "/run/husk/c1/vmm.log"),
         ] {
@@ -292,7 +325,7 @@ mod tests {
 
     #[test]
     fn directory_copies_follow_the_rootfs_disk_read_only_in_order() {
-        let files = VmFiles::create(Path::new("/run/husk/c1"), Path::new("/x")).unwrap();
+        let files = files();
         let images = [files.directory_image(0), files.directory_image(1)];
         let command = command(
             &artifacts(),
@@ -303,6 +336,7 @@ mod tests {
                 vcpus: 1,
             },
             &ContainerStdio::Pipes,
+            false,
         );
         let arguments = arguments(&command);
         let disks: Vec<&str> = arguments
@@ -331,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_terminal_goes_to_the_console_socket() {
-        let files = VmFiles::create(Path::new("/run/husk/c1"), Path::new("/x")).unwrap();
+        let files = files();
         let command = command(
             &artifacts(),
             &files,
@@ -343,6 +377,7 @@ mod tests {
             &ContainerStdio::Terminal {
                 console_socket: PathBuf::from("/tmp/conmon-term.1"),
             },
+            false,
         );
         let arguments = arguments(&command);
         assert_eq!(
@@ -353,6 +388,7 @@ mod tests {
             value_of(&arguments, "--console-socket").as_deref(),
             Some("/tmp/conmon-term.1")
         );
+        assert!(!arguments.contains(&"--jail".to_string()), "not asked for");
     }
 
     #[test]

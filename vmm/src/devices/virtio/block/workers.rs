@@ -16,6 +16,7 @@ use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use super::device::{complete, Disk};
+use crate::seccomp::{self, ThreadKind};
 
 /// Worker threads per disk, at most; more rarely helps a single file, and
 /// each costs a stack.
@@ -103,28 +104,34 @@ impl Workers {
         let queued_jobs = Arc::clone(&self.queued_jobs);
         let finished = Arc::clone(&self.finished);
         let finished_event = Arc::clone(&self.finished_event);
+        // The worker starts under the event loop's seccomp filter and
+        // narrows it to its own before it takes a job.
+        let seccomp_mode = seccomp::current_thread_mode();
         let thread = thread::Builder::new()
             .name(format!("husk-blk-io{}", self.threads.len()))
-            .spawn(move || loop {
-                // The lock is held only while waiting for the next job.
-                let next = match queued_jobs.lock() {
-                    Ok(receiver) => receiver.recv(),
-                    Err(_) => return,
-                };
-                let Ok(job) = next else {
-                    // The device is gone.
-                    return;
-                };
-                let used_len = complete(&job.chain, &job.mem, &disk);
-                if let Ok(mut finished) = finished.lock() {
-                    finished.push(Done {
-                        head: job.head,
-                        used_len,
-                    });
+            .spawn(move || {
+                seccomp::narrow_current_thread(ThreadKind::BlockWorker, seccomp_mode);
+                loop {
+                    // The lock is held only while waiting for the next job.
+                    let next = match queued_jobs.lock() {
+                        Ok(receiver) => receiver.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok(job) = next else {
+                        // The device is gone.
+                        return;
+                    };
+                    let used_len = complete(&job.chain, &job.mem, &disk);
+                    if let Ok(mut finished) = finished.lock() {
+                        finished.push(Done {
+                            head: job.head,
+                            used_len,
+                        });
+                    }
+                    // Can only fail if the counter would overflow, which the
+                    // event loop prevents by reading it.
+                    let _ = finished_event.write(1);
                 }
-                // Can only fail if the counter would overflow, which the
-                // event loop prevents by reading it.
-                let _ = finished_event.write(1);
             })?;
         self.threads.push(thread);
         Ok(())
