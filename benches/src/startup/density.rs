@@ -316,8 +316,8 @@ fn run_step(
     thread::sleep(SETTLE);
     let mut pss_kib = 0;
     for container in created.iter() {
-        let usage =
-            memory::process_memory(container.pid).map_err(|source| StepError::SandboxMemory {
+        let (usage, _) =
+            memory::sandbox_memory(container.pid).map_err(|source| StepError::SandboxMemory {
                 id: container.id.clone(),
                 pid: container.pid,
                 source,

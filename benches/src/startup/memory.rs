@@ -168,6 +168,31 @@ pub fn process_memory(pid: i32) -> Result<MemoryUse, MemoryError> {
     parse_rollup(&text).ok_or(MemoryError::NoRollup { path })
 }
 
+/// The memory of the husk-vmm the CLI recorded as `pid` and, when it
+/// jailed itself (`--jail`: `pid` then only waits outside, and its one
+/// child runs the VM), of that child too; with the pid that holds the
+/// guest's RAM.
+pub fn sandbox_memory(pid: i32) -> Result<(MemoryUse, i32), MemoryError> {
+    let outer = process_memory(pid)?;
+    let children =
+        fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+    match children
+        .split_whitespace()
+        .next()
+        .and_then(|child| child.parse::<i32>().ok())
+    {
+        Some(child) => {
+            let inner = process_memory(child)?;
+            let both = MemoryUse {
+                rss_kib: outer.rss_kib + inner.rss_kib,
+                pss_kib: outer.pss_kib + inner.pss_kib,
+            };
+            Ok((both, child))
+        }
+        None => Ok((outer, pid)),
+    }
+}
+
 /// The resident part of husk-vmm `pid`'s guest RAM of `guest_kib`.
 pub fn guest_memory_of(pid: i32, guest_kib: u64) -> Result<MemoryUse, MemoryError> {
     let (text, path) = read(PathBuf::from(format!("/proc/{pid}/smaps")))?;

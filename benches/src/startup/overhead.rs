@@ -84,9 +84,9 @@ pub fn measure(
             pid: created.pid,
             source,
         };
-        let process = memory::process_memory(created.pid).map_err(memory_error)?;
+        let (process, vm_pid) = memory::sandbox_memory(created.pid).map_err(memory_error)?;
         let guest =
-            memory::guest_memory_of(created.pid, GUEST_MEMORY_MIB * 1024).map_err(memory_error)?;
+            memory::guest_memory_of(vm_pid, GUEST_MEMORY_MIB * 1024).map_err(memory_error)?;
         runtimes
             .remove(Runtime::HuskVm, &id, Some(created.pid))
             .map_err(sandbox_error)?;
