@@ -16,7 +16,6 @@
 //! ([`saved_config`]), which `exec`, `start` and `delete` read even after
 //! the bundle has gone.
 
-mod hooks;
 mod saved_config;
 mod stats;
 
@@ -40,7 +39,7 @@ use self::saved_config::SavedConfigError;
 use self::stats::StatsError;
 use super::relay::{ConsoleRelay, RelayError, OUTPUT_GRACE};
 use super::{
-    Backend, BackendError, BackendKind, CreateContext, CreatedContainer, ExecContext, Stats,
+    hooks, Backend, BackendError, BackendKind, CreateContext, CreatedContainer, ExecContext, Stats,
 };
 use crate::logging;
 use crate::signal::Signal;

@@ -11,6 +11,7 @@
 //! [`ContainerRecord`] and does the work.
 
 pub mod container;
+pub mod hooks;
 pub mod relay;
 pub mod vm;
 

@@ -66,6 +66,7 @@ use self::image::ImageError;
 use self::layout::{LayoutError, VmFiles, SHORT_SOCKET_ROOT};
 use self::sizing::{HostCapacity, SizingError};
 use self::vmm::{ContainerStdio, Reaped, VmmError};
+use super::hooks::{hook_state, run_with_warnings};
 use super::relay::{self, ConsoleRelay, RelayError, OUTPUT_GRACE};
 use super::{
     Backend, BackendError, BackendKind, CpuStats, CpuThrottling, CpuUsage, CreateContext,
@@ -418,20 +419,12 @@ impl VmBackend {
         self.keep_agent(agent);
         let files = VmFiles::of(container);
         let saved_hooks = host_hooks::load(&files.hooks);
-        let state =
-            host_hooks::record_state(container, ContainerState::Running, Some(container.pid));
-        if let Err(source) = hooks::run_hooks_in(
+        run_with_warnings(
             &container.bundle,
             &saved_hooks.poststart,
             HookStage::Poststart,
-            &state,
-        ) {
-            logging::warning(format!(
-                "container {}: {}",
-                container.id,
-                husk_init::engine::error_chain(&source)
-            ));
-        }
+            &hook_state(container, ContainerState::Running, Some(container.pid)),
+        );
         Ok(())
     }
 
@@ -465,19 +458,12 @@ impl VmBackend {
                 )),
             }
         }
-        let state = host_hooks::record_state(container, ContainerState::Stopped, None);
-        if let Err(source) = hooks::run_hooks_in(
+        run_with_warnings(
             &container.bundle,
             &saved_hooks.poststop,
             HookStage::Poststop,
-            &state,
-        ) {
-            logging::warning(format!(
-                "container {}: {}",
-                container.id,
-                husk_init::engine::error_chain(&source)
-            ));
-        }
+            &hook_state(container, ContainerState::Stopped, None),
+        );
         Ok(())
     }
 

@@ -9,11 +9,8 @@
 use std::path::Path;
 use std::{fs, io};
 
-use husk_init::engine::hooks;
-use oci_spec::runtime::{ContainerState, Hook, State};
+use oci_spec::runtime::Hook;
 use serde::{Deserialize, Serialize};
-
-use crate::state::ContainerRecord;
 
 /// The hooks the CLI runs on the host, by stage.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,26 +41,10 @@ pub fn load(path: &Path) -> HostHooks {
         .unwrap_or_default()
 }
 
-/// The runtime-spec state (runtime.md "State") of a container husk
-/// recorded, as a hook reads it on stdin.
-pub fn record_state(
-    container: &ContainerRecord,
-    status: ContainerState,
-    pid: Option<i32>,
-) -> State {
-    hooks::container_state(
-        &container.oci_version,
-        &container.id,
-        status,
-        pid,
-        &container.bundle,
-        (!container.annotations.is_empty()).then(|| container.annotations.clone()),
-    )
-}
-
 #[cfg(test)]
 mod tests {
-    use oci_spec::runtime::HookBuilder;
+    use husk_init::engine::hooks;
+    use oci_spec::runtime::{ContainerState, HookBuilder};
 
     use super::*;
 

@@ -1,14 +1,18 @@
-//! The hooks the runtime runs after create: poststart (at start) and
-//! poststop (at delete). The engine runs the earlier stages itself during
-//! create, and startContainer inside the container.
+//! The hooks the runtime runs on the host after create, for both backends:
+//! poststart (at start) and poststop (at delete). The container backend's
+//! engine runs the earlier stages itself during create, the VM backend's
+//! create runs prestart and createRuntime on the host; startContainer runs
+//! inside the container.
 //!
 //! runtime.md "Lifecycle" steps 9 and 12: a failing poststart or poststop
 //! hook is logged as a warning and the operation goes on, so nothing here
 //! returns an error.
 
+use std::path::Path;
+
 use husk_init::engine::hooks::{container_state, run_hooks_in, HookStage};
 use husk_init::engine::{error_chain, Bundle};
-use oci_spec::runtime::{ContainerState, State};
+use oci_spec::runtime::{ContainerState, Hook, State};
 
 use crate::logging;
 use crate::state::ContainerRecord;
@@ -33,8 +37,13 @@ pub fn run_stage_with_warnings(bundle: &Bundle, stage: HookStage, state: &State)
     let Some(hooks) = bundle.spec.hooks().as_ref() else {
         return;
     };
-    let outcome = run_hooks_in(&bundle.path, stage.hooks_in(hooks), stage, state);
-    if let Err(error) = outcome {
+    run_with_warnings(&bundle.path, stage.hooks_in(hooks), stage, state);
+}
+
+/// Runs `hooks`, `stage`'s, in `bundle_dir` with `state` on their stdin;
+/// failures become warnings.
+pub fn run_with_warnings(bundle_dir: &Path, hooks: &[Hook], stage: HookStage, state: &State) {
+    if let Err(error) = run_hooks_in(bundle_dir, hooks, stage, state) {
         logging::warning(format!(
             "container {}: hooks.{stage}: {}",
             state.id(),
@@ -47,7 +56,6 @@ pub fn run_stage_with_warnings(bundle: &Bundle, stage: HookStage, state: &State)
 mod tests {
     use std::collections::HashMap;
     use std::fs;
-    use std::path::Path;
 
     use husk_init::engine::load_bundle;
 
