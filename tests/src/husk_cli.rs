@@ -29,17 +29,29 @@ pub const CONTAINER_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// The husk binary: `$HUSK_BIN`, else `target/debug/husk`.
 pub fn husk_binary() -> PathBuf {
+    husk_binary_of("debug")
+}
+
+/// `$HUSK_BIN`, else the husk of the build `profile` (debug, release).
+fn husk_binary_of(profile: &str) -> PathBuf {
     let binary = std::env::var_os("HUSK_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             Path::new(env!("CARGO_MANIFEST_DIR"))
                 .parent()
                 .unwrap()
-                .join("target/debug/husk")
+                .join("target")
+                .join(profile)
+                .join("husk")
         });
+    let flag = if profile == "release" {
+        " --release"
+    } else {
+        ""
+    };
     assert!(
         binary.is_file(),
-        "{} does not exist: run `cargo build -p husk-shim` first (or set HUSK_BIN)",
+        "{} does not exist: run `cargo build{flag} -p husk-shim` first (or set HUSK_BIN)",
         binary.display()
     );
     binary
@@ -109,6 +121,8 @@ pub struct RunningHusk {
     pub child: Child,
     pub stdout_path: PathBuf,
     pub stderr_path: PathBuf,
+    /// How long [`RunningHusk::finish`] waits.
+    timeout: Duration,
 }
 
 impl RunningHusk {
@@ -116,9 +130,9 @@ impl RunningHusk {
         i32::try_from(self.child.id()).expect("pids fit an i32")
     }
 
-    /// Waits for husk to exit (within [`CALL_TIMEOUT`]).
+    /// Waits for husk to exit (within its [`Husk`]'s call timeout).
     pub fn finish(mut self) -> HuskRun {
-        let status = wait_with_deadline(&mut self.child, CALL_TIMEOUT);
+        let status = wait_with_deadline(&mut self.child, self.timeout);
         let run = HuskRun {
             code: status.and_then(|status| status.code()),
             stdout: read_text(&self.stdout_path),
@@ -127,7 +141,8 @@ impl RunningHusk {
         };
         assert!(
             status.is_some(),
-            "husk ran past {CALL_TIMEOUT:?} and was killed; stderr:\n{}",
+            "husk ran past {:?} and was killed; stderr:\n{}",
+            self.timeout,
             run.stderr
         );
         run
@@ -143,6 +158,8 @@ pub struct Husk {
     /// Variables set for every call besides HUSK_CONFIG.
     environment: Vec<(String, OsString)>,
     calls: std::cell::Cell<u32>,
+    /// Each call gets this long.
+    timeout: Duration,
 }
 
 impl Husk {
@@ -162,7 +179,45 @@ impl Husk {
             backend: Some("container".to_string()),
             environment: Vec::new(),
             calls: std::cell::Cell::new(0),
+            timeout: CALL_TIMEOUT,
         }
+    }
+
+    /// A fresh root for the VM test `name`: a configuration naming the
+    /// guest kernel, initramfs and husk-vmm, no `--backend` flag (the
+    /// default backend is `vm`), husk from `$HUSK_BIN` or the release
+    /// build, and each call given the guest's boot time and a minute more.
+    /// Needs root and a KVM that boots guests.
+    pub fn vm(name: &str) -> Husk {
+        require_root("the vm backend creates images, cgroups and VMs");
+        crate::require_bootable_kvm();
+        let artifacts = crate::Artifacts::get();
+        become_subreaper();
+        let husk = Husk {
+            scratch: Scratch::new(&format!("cli-vm-{name}")),
+            binary: husk_binary_of("release"),
+            backend: None,
+            environment: Vec::new(),
+            calls: std::cell::Cell::new(0),
+            timeout: Duration::from_secs(crate::BOOT_TIMEOUT.as_secs() + 60),
+        };
+        husk.configure(&serde_json::json!({
+            "kernel": artifacts.vmlinux,
+            "initramfs": artifacts.initramfs,
+            "vmm": artifacts.vmm,
+        }));
+        husk
+    }
+
+    /// Replaces the husk configuration file.
+    pub fn configure(&self, config: &Value) {
+        fs::write(self.file("husk-config.json"), config.to_string())
+            .expect("write the husk configuration");
+    }
+
+    /// How long each call gets.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Calls without `--backend`: the bundle's annotation decides.
@@ -243,6 +298,7 @@ impl Husk {
             child,
             stdout_path,
             stderr_path,
+            timeout: self.timeout,
         }
     }
 
@@ -286,7 +342,7 @@ impl Drop for Husk {
                 .stderr(Stdio::null())
                 .spawn()
             {
-                wait_with_deadline(&mut child, CALL_TIMEOUT);
+                wait_with_deadline(&mut child, self.timeout);
             }
         }
     }

@@ -10,46 +10,20 @@
 //! husk-vmm (HUSK_KERNEL, HUSK_INITRAMFS, HUSK_VMM) and a built husk
 //! (HUSK_BIN, else target/release/husk).
 
-use std::cell::Cell;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use husk_tests::bundle::Bundle;
 use husk_tests::husk_cli::{
-    become_subreaper, check_run_of_a_spec_bundle, container_cgroup_dirs, is_running, process_state,
-    processes_of, read_pid_file, read_text, reap, send_signal, wait_until, HostBaseline,
+    check_run_of_a_spec_bundle, container_cgroup_dirs, is_running, process_state, processes_of,
+    read_pid_file, read_text, reap, send_signal, wait_until, HostBaseline, Husk,
 };
-use husk_tests::{
-    path_str, require_bootable_kvm, wait_with_deadline, Artifacts, Scratch, BOOT_TIMEOUT,
-};
+use husk_tests::{path_str, Artifacts, BOOT_TIMEOUT};
 use serde_json::{json, Value};
-
-/// A husk call that boots a VM gets the guest's boot time and a minute
-/// more; one that hangs fails its test.
-const CALL_TIMEOUT: Duration = Duration::from_secs(BOOT_TIMEOUT.as_secs() + 60);
 
 /// How long a test waits for a container (and its VM) to act on its own.
 const CONTAINER_TIMEOUT: Duration = BOOT_TIMEOUT;
-
-/// The husk binary: `$HUSK_BIN`, else the release build.
-fn husk_binary() -> PathBuf {
-    let binary = std::env::var_os("HUSK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .join("target/release/husk")
-        });
-    assert!(
-        binary.is_file(),
-        "{} does not exist: run `cargo build --release` first (or set HUSK_BIN)",
-        binary.display()
-    );
-    binary
-}
 
 /// A container ID of this test alone.
 fn unique_id(name: &str) -> String {
@@ -66,229 +40,57 @@ fn bundle_running(name: &str, script: &str) -> Bundle {
     bundle
 }
 
-/// What one husk call did.
-#[derive(Debug)]
-struct Call {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-    stdout_path: PathBuf,
+/// Fails the test unless nothing of container `id` is left: no state
+/// directory, no image, no husk-vmm, no process of the container's, no
+/// host cgroup.
+fn assert_nothing_left(husk: &Husk, id: &str, image: Option<&Path>, vmm: Option<i32>) {
+    assert!(
+        !husk.root().join(id).exists(),
+        "the state directory of {id} is still there"
+    );
+    if let Some(image) = image {
+        assert!(!image.exists(), "{} is still there", image.display());
+    }
+    if let Some(pid) = vmm {
+        assert!(!is_running(pid), "husk-vmm (pid {pid}) still runs");
+    }
+    assert_eq!(
+        processes_of(&husk.root(), id),
+        Vec::<String>::new(),
+        "processes of container {id} still run"
+    );
+    assert_eq!(
+        container_cgroup_dirs(id),
+        Vec::<PathBuf>::new(),
+        "the host cgroup of container {id} is still there"
+    );
 }
 
-impl Call {
-    fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(
-            self.code,
-            Some(code),
-            "husk exited {:?}, not {code}\nstdout:\n{}\nstderr:\n{}",
-            self.code,
-            self.stdout,
-            self.stderr
-        );
-        self
-    }
-
-    fn success(&self) -> &str {
-        self.expect_code(0);
-        &self.stdout
-    }
-}
-
-/// A state root, a husk configuration naming the VM's artifacts, and the
-/// husk calls on them.
-struct VmHusk {
-    scratch: Scratch,
-    binary: PathBuf,
-    calls: Cell<u32>,
-}
-
-impl VmHusk {
-    fn new(name: &str) -> VmHusk {
-        require_bootable_kvm();
-        let artifacts = Artifacts::get();
-        become_subreaper();
-        let scratch = Scratch::new(&format!("cli-vm-{name}"));
-        let config = json!({
-            "kernel": artifacts.vmlinux,
-            "initramfs": artifacts.initramfs,
-            "vmm": artifacts.vmm,
-        });
-        fs::write(scratch.file("husk-config.json"), config.to_string())
-            .expect("write the husk configuration");
-        VmHusk {
-            scratch,
-            binary: husk_binary(),
-            calls: Cell::new(0),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.scratch.file("root")
-    }
-
-    fn file(&self, name: &str) -> PathBuf {
-        self.scratch.file(name)
-    }
-
-    /// `husk --root ROOT ARGS...` with the test's configuration, stdin from
-    /// /dev/null.
-    fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new(&self.binary);
-        command
-            .arg("--root")
-            .arg(self.root())
-            .args(args)
-            .env("HUSK_CONFIG", self.file("husk-config.json"))
-            .stdin(Stdio::null());
-        command
-    }
-
-    /// `husk --root ROOT ARGS...` to its end, with `stdin` (a file's
-    /// contents, or /dev/null).
-    fn call_with_stdin(&self, args: &[&str], stdin: Option<&str>) -> Call {
-        let call = self.calls.get() + 1;
-        self.calls.set(call);
-        let stdout_path = self.file(&format!("call-{call}.stdout"));
-        let stderr_path = self.file(&format!("call-{call}.stderr"));
-        let stdin = match stdin {
-            Some(text) => {
-                let path = self.file(&format!("call-{call}.stdin"));
-                fs::write(&path, text).expect("write husk's stdin");
-                Stdio::from(fs::File::open(&path).expect("open husk's stdin"))
-            }
-            None => Stdio::null(),
-        };
-        let mut child = self
-            .command(args)
-            .stdin(stdin)
-            .stdout(fs::File::create(&stdout_path).expect("create husk's stdout file"))
-            .stderr(fs::File::create(&stderr_path).expect("create husk's stderr file"))
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {}: {error}", self.binary.display()));
-        let status = wait_with_deadline(&mut child, CALL_TIMEOUT);
-        let call = Call {
-            code: status.and_then(|status| status.code()),
-            stdout: read_text(&stdout_path),
-            stderr: read_text(&stderr_path),
-            stdout_path,
-        };
-        assert!(
-            status.is_some(),
-            "husk {args:?} ran past {CALL_TIMEOUT:?} and was killed; stderr:\n{}",
-            call.stderr
-        );
-        call
-    }
-
-    fn call(&self, args: &[&str]) -> Call {
-        self.call_with_stdin(args, None)
-    }
-
-    fn state(&self, id: &str) -> Value {
-        let call = self.call(&["state", id]);
-        serde_json::from_str(call.success()).unwrap_or_else(|error| {
-            panic!("husk state printed no JSON ({error}):\n{}", call.stdout)
-        })
-    }
-
-    fn status(&self, id: &str) -> String {
-        self.state(id)["status"]
+/// The host files container `id`'s record names, the image first, then
+/// sockets, logs, hooks and the socket directory, from its state.json.
+fn recorded_files(husk: &Husk, id: &str) -> Vec<PathBuf> {
+    let record: Value = serde_json::from_str(&read_text(&husk.root().join(id).join("state.json")))
+        .expect("state.json is JSON");
+    let paths = &record["husk"]["paths"];
+    let mut files = vec![PathBuf::from(
+        paths["rootfsImage"]
             .as_str()
-            .expect("state has a status")
-            .to_string()
-    }
-
-    /// Fails the test unless nothing of container `id` is left: no state
-    /// directory, no image, no husk-vmm, no process of the container's, no
-    /// host cgroup.
-    fn assert_nothing_left(&self, id: &str, image: Option<&Path>, vmm: Option<i32>) {
-        assert!(
-            !self.root().join(id).exists(),
-            "the state directory of {id} is still there"
-        );
-        if let Some(image) = image {
-            assert!(!image.exists(), "{} is still there", image.display());
-        }
-        if let Some(pid) = vmm {
-            assert!(!is_running(pid), "husk-vmm (pid {pid}) still runs");
-        }
-        assert_eq!(
-            processes_of(&self.root(), id),
-            Vec::<String>::new(),
-            "processes of container {id} still run"
-        );
-        assert_eq!(
-            container_cgroup_dirs(id),
-            Vec::<PathBuf>::new(),
-            "the host cgroup of container {id} is still there"
+            .expect("the record names the image"),
+    )];
+    if let Some(sockets) = paths["sockets"].as_object() {
+        files.extend(
+            sockets
+                .values()
+                .filter_map(Value::as_str)
+                .map(PathBuf::from),
         );
     }
-
-    /// The host files container `id`'s record names, the image first, then
-    /// sockets, logs, hooks and the socket directory, from its state.json.
-    fn recorded_files(&self, id: &str) -> Vec<PathBuf> {
-        let record: Value =
-            serde_json::from_str(&read_text(&self.root().join(id).join("state.json")))
-                .expect("state.json is JSON");
-        let paths = &record["husk"]["paths"];
-        let mut files = vec![PathBuf::from(
-            paths["rootfsImage"]
-                .as_str()
-                .expect("the record names the image"),
-        )];
-        if let Some(sockets) = paths["sockets"].as_object() {
-            files.extend(
-                sockets
-                    .values()
-                    .filter_map(Value::as_str)
-                    .map(PathBuf::from),
-            );
-        }
-        // `extra` holds other things too (the VM's memory size); these are
-        // the files the VM's layout puts there.
-        for key in ["hooks", "vmmLog", "consoleLog", "socketDir"] {
-            files.extend(paths["extra"][key].as_str().map(PathBuf::from));
-        }
-        files
+    // `extra` holds other things too (the VM's memory size); these are
+    // the files the VM's layout puts there.
+    for key in ["hooks", "vmmLog", "consoleLog", "socketDir"] {
+        files.extend(paths["extra"][key].as_str().map(PathBuf::from));
     }
-
-    /// Replaces the husk configuration file.
-    fn configure(&self, config: &Value) {
-        fs::write(self.file("husk-config.json"), config.to_string())
-            .expect("write the husk configuration");
-    }
-}
-
-impl Drop for VmHusk {
-    /// A test that failed halfway leaves VMs running: delete whatever is
-    /// still in its root, so that no husk-vmm outlives the test.
-    fn drop(&mut self) {
-        if !self.root().exists() {
-            return;
-        }
-        let command = |args: &[&str]| {
-            let mut command = Command::new(&self.binary);
-            command
-                .arg("--root")
-                .arg(self.root())
-                .args(args)
-                .env("HUSK_CONFIG", self.file("husk-config.json"))
-                .stdin(Stdio::null());
-            command
-        };
-        let Ok(listed) = command(&["list", "--quiet"]).output() else {
-            return;
-        };
-        for id in String::from_utf8_lossy(&listed.stdout).lines() {
-            if let Ok(mut child) = command(&["delete", "--force", id])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-            {
-                wait_with_deadline(&mut child, CALL_TIMEOUT);
-            }
-        }
-    }
+    files
 }
 
 /// Waits until `pid` (a child of this subreaper) has ended, and returns its
@@ -300,10 +102,10 @@ fn reap_within(pid: i32, timeout: Duration) -> i32 {
 
 #[test]
 fn run_relays_stdout_and_passes_the_exit_code_through() {
-    let husk = VmHusk::new("run");
+    let husk = Husk::vm("run");
     let bundle = bundle_running("run", "echo hello; echo to-stderr >&2; exit 3");
     let id = unique_id("run");
-    let call = husk.call(&[
+    let call = husk.run(&[
         "--backend",
         "vm",
         "run",
@@ -314,32 +116,32 @@ fn run_relays_stdout_and_passes_the_exit_code_through() {
     call.expect_code(3);
     assert_eq!(call.stdout, "hello\n", "stderr:\n{}", call.stderr);
     assert!(call.stderr.contains("to-stderr"), "{}", call.stderr);
-    husk.assert_nothing_left(&id, None, None);
+    assert_nothing_left(&husk, &id, None, None);
 }
 
 #[test]
 fn run_of_a_husk_spec_bundle_holds_the_terminal_and_exec_enters_the_vm() {
-    let husk = VmHusk::new("spec-bundle");
+    let husk = Husk::vm("spec-bundle");
     let id = unique_id("spec-bundle");
     check_run_of_a_spec_bundle(
         &|args| husk.command(&[&["--backend", "vm"], args].concat()),
         "cli-vm-spec-bundle",
         &id,
-        CALL_TIMEOUT,
+        husk.timeout(),
     );
-    husk.assert_nothing_left(&id, None, None);
+    assert_nothing_left(&husk, &id, None, None);
 }
 
 #[test]
 fn create_start_kill_delete_goes_through_every_status_and_leaves_nothing() {
-    let husk = VmHusk::new("lifecycle");
+    let husk = Husk::vm("lifecycle");
     let bundle = bundle_running(
         "lifecycle",
         "trap 'echo got-term; exit 7' TERM; echo ready; sleep 1000 & wait",
     );
     let id = unique_id("lifecycle");
     let pid_file = husk.file("container.pid");
-    let create = husk.call(&[
+    let create = husk.run(&[
         "--backend",
         "vm",
         "create",
@@ -387,35 +189,31 @@ fn create_start_kill_delete_goes_through_every_status_and_leaves_nothing() {
     );
     assert!(image.is_file(), "{}", image.display());
 
-    husk.call(&["start", &id]).success();
+    husk.run(&["start", &id]).success();
     assert_eq!(husk.status(&id), "running");
     // The container's stdout is create's.
     wait_until("the container prints ready", CONTAINER_TIMEOUT, || {
         read_text(&create.stdout_path).contains("ready")
     });
 
-    husk.call(&["kill", &id, "TERM"]).success();
+    husk.run(&["kill", &id, "TERM"]).success();
     assert_eq!(reap_within(pid, CONTAINER_TIMEOUT), 7);
     assert_eq!(husk.status(&id), "stopped");
     assert!(read_text(&create.stdout_path).contains("got-term"));
-    let error = husk
-        .call(&["kill", &id, "KILL"])
-        .expect_code(1)
-        .stderr
-        .clone();
+    let error = husk.run(&["kill", &id, "KILL"]).expect_code(1).to_string();
     assert!(error.contains("container not running"), "{error}");
 
-    husk.call(&["delete", &id]).success();
-    husk.assert_nothing_left(&id, Some(&image), Some(pid));
+    husk.run(&["delete", &id]).success();
+    assert_nothing_left(&husk, &id, Some(&image), Some(pid));
 }
 
 #[test]
 fn exec_runs_in_the_container_with_args_stdin_and_detached() {
-    let husk = VmHusk::new("exec");
+    let husk = Husk::vm("exec");
     let bundle = bundle_running("exec", "echo ready; sleep 1000 & wait");
     let id = unique_id("exec");
     let pid_file = husk.file("container.pid");
-    husk.call(&[
+    husk.run(&[
         "--backend",
         "vm",
         "run",
@@ -429,7 +227,7 @@ fn exec_runs_in_the_container_with_args_stdin_and_detached() {
     .success();
     let pid = read_pid_file(&pid_file);
 
-    let call = husk.call(&[
+    let call = husk.run(&[
         "exec",
         &id,
         "sh",
@@ -443,13 +241,13 @@ fn exec_runs_in_the_container_with_args_stdin_and_detached() {
     assert_eq!(call.stdout, "zero:one:two three\n");
     assert!(call.stderr.contains("to-stderr"), "{}", call.stderr);
 
-    let call = husk.call_with_stdin(&["exec", &id, "cat"], Some("piped in\n"));
+    let call = husk.run_with_stdin(&["exec", &id, "cat"], "piped in\n");
     assert_eq!(call.success(), "piped in\n");
 
     // --detach returns once the process runs; the pid in the pid file is
     // a host process this subreaper reaps, with the process's status.
     let exec_pid_file = husk.file("exec.pid");
-    husk.call(&[
+    husk.run(&[
         "exec",
         "--detach",
         "--pid-file",
@@ -462,25 +260,25 @@ fn exec_runs_in_the_container_with_args_stdin_and_detached() {
     .success();
     let exec_pid = read_pid_file(&exec_pid_file);
     assert_eq!(reap_within(exec_pid, CONTAINER_TIMEOUT), 6);
-    let call = husk.call(&["exec", &id, "cat", "/dev/shm/marker"]);
+    let call = husk.run(&["exec", &id, "cat", "/dev/shm/marker"]);
     assert_eq!(call.success(), "detached\n");
 
     // A program the container does not have: 127, as runc.
-    let call = husk.call(&["exec", &id, "/bin/no-such-program"]);
+    let call = husk.run(&["exec", &id, "/bin/no-such-program"]);
     assert!(
-        call.expect_code(127).stderr.contains("no-such-program"),
+        call.expect_code(127).contains("no-such-program"),
         "{}",
         call.stderr
     );
 
-    husk.call(&["delete", "--force", &id]).success();
+    husk.run(&["delete", "--force", &id]).success();
     assert_eq!(reap_within(pid, CONTAINER_TIMEOUT), 128 + libc::SIGKILL);
-    husk.assert_nothing_left(&id, None, Some(pid));
+    assert_nothing_left(&husk, &id, None, Some(pid));
 }
 
 #[test]
 fn a_bind_mounted_host_file_arrives_and_a_directory_as_a_read_only_copy_with_a_warning() {
-    let husk = VmHusk::new("files");
+    let husk = Husk::vm("files");
     let hosts = husk.file("hosts");
     let contents = "127.0.0.1 localhost\n10.1.2.3 from-the-host\n";
     fs::write(&hosts, contents).unwrap();
@@ -498,7 +296,7 @@ fn a_bind_mounted_host_file_arrives_and_a_directory_as_a_read_only_copy_with_a_w
                        "source": shared, "options": ["rbind"]}));
     bundle.set("/mounts", Value::Array(mounts));
     let id = unique_id("files");
-    let call = husk.call(&[
+    let call = husk.run(&[
         "--backend",
         "vm",
         "run",
@@ -518,16 +316,16 @@ fn a_bind_mounted_host_file_arrives_and_a_directory_as_a_read_only_copy_with_a_w
         "{}",
         call.stderr
     );
-    husk.assert_nothing_left(&id, None, None);
+    assert_nothing_left(&husk, &id, None, None);
 }
 
 #[test]
 fn a_missing_program_exits_127_with_the_error_and_leaves_nothing() {
-    let husk = VmHusk::new("missing");
+    let husk = Husk::vm("missing");
     let mut bundle = bundle_running("missing", "true");
     bundle.set("/process/args", json!(["/bin/nope"]));
     let id = unique_id("missing");
-    let call = husk.call(&[
+    let call = husk.run(&[
         "--backend",
         "vm",
         "run",
@@ -535,22 +333,22 @@ fn a_missing_program_exits_127_with_the_error_and_leaves_nothing() {
         path_str(&bundle.dir),
         &id,
     ]);
-    let stderr = &call.expect_code(127).stderr;
+    let stderr = call.expect_code(127);
     assert!(stderr.contains("/bin/nope"), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    husk.assert_nothing_left(&id, None, None);
+    assert_nothing_left(&husk, &id, None, None);
 }
 
 // ---- faults: a VMM that dies, a guest that cannot boot ----
 
 #[test]
 fn a_vmm_killed_with_sigkill_leaves_a_stopped_container_that_delete_removes() {
-    let husk = VmHusk::new("sigkill");
+    let husk = Husk::vm("sigkill");
     let bundle = bundle_running("sigkill", "sleep 600");
     let id = unique_id("sigkill");
     let baseline = HostBaseline::take();
     let pid_file = husk.file("container.pid");
-    husk.call(&[
+    husk.run(&[
         "--backend",
         "vm",
         "run",
@@ -564,7 +362,7 @@ fn a_vmm_killed_with_sigkill_leaves_a_stopped_container_that_delete_removes() {
     .success();
     let pid = read_pid_file(&pid_file);
     assert_eq!(husk.status(&id), "running");
-    let files = husk.recorded_files(&id);
+    let files = recorded_files(&husk, &id);
     assert!(files[0].is_file(), "no image {}", files[0].display());
     assert!(!container_cgroup_dirs(&id).is_empty(), "no host cgroup");
 
@@ -577,22 +375,22 @@ fn a_vmm_killed_with_sigkill_leaves_a_stopped_container_that_delete_removes() {
     assert_eq!(state["pid"], 0, "{state}");
     assert_eq!(reap(pid), 128 + libc::SIGKILL);
     assert_eq!(husk.status(&id), "stopped");
-    let call = husk.call(&["kill", &id, "TERM"]);
+    let call = husk.run(&["kill", &id, "TERM"]);
     assert!(
-        call.expect_code(1).stderr.contains("container not running"),
+        call.expect_code(1).contains("container not running"),
         "{}",
         call.stderr
     );
 
-    husk.call(&["delete", &id]).success();
+    husk.run(&["delete", &id]).success();
     for file in &files {
         assert!(!file.exists(), "{} is still there", file.display());
     }
-    husk.assert_nothing_left(&id, None, Some(pid));
+    assert_nothing_left(&husk, &id, None, Some(pid));
     baseline.assert_nothing_left(&husk.root(), &id);
-    let call = husk.call(&["state", &id]);
+    let call = husk.run(&["state", &id]);
     assert!(
-        call.expect_code(1).stderr.contains("does not exist"),
+        call.expect_code(1).contains("does not exist"),
         "{}",
         call.stderr
     );
@@ -600,12 +398,12 @@ fn a_vmm_killed_with_sigkill_leaves_a_stopped_container_that_delete_removes() {
 
 #[test]
 fn delete_force_removes_a_container_whose_vmm_was_killed_before_start() {
-    let husk = VmHusk::new("half-created");
+    let husk = Husk::vm("half-created");
     let bundle = bundle_running("half-created", "echo never-runs");
     let id = unique_id("half-created");
     let baseline = HostBaseline::take();
     let pid_file = husk.file("container.pid");
-    let create = husk.call(&[
+    let create = husk.run(&[
         "--backend",
         "vm",
         "create",
@@ -618,24 +416,24 @@ fn delete_force_removes_a_container_whose_vmm_was_killed_before_start() {
     create.success();
     let pid = read_pid_file(&pid_file);
     assert_eq!(husk.status(&id), "created");
-    let files = husk.recorded_files(&id);
+    let files = recorded_files(&husk, &id);
 
     send_signal(pid, libc::SIGKILL);
     assert_eq!(reap_within(pid, CONTAINER_TIMEOUT), 128 + libc::SIGKILL);
     assert_eq!(husk.status(&id), "stopped");
-    let call = husk.call(&["start", &id]);
+    let call = husk.run(&["start", &id]);
     assert!(
-        call.expect_code(1).stderr.contains("it has stopped"),
+        call.expect_code(1).contains("it has stopped"),
         "{}",
         call.stderr
     );
 
-    husk.call(&["delete", "--force", &id]).success();
+    husk.run(&["delete", "--force", &id]).success();
     assert_eq!(read_text(&create.stdout_path), "", "the process ran");
     for file in &files {
         assert!(!file.exists(), "{} is still there", file.display());
     }
-    husk.assert_nothing_left(&id, None, Some(pid));
+    assert_nothing_left(&husk, &id, None, Some(pid));
     baseline.assert_nothing_left(&husk.root(), &id);
 }
 
@@ -648,7 +446,7 @@ const CREATE_OVERHEAD: Duration = Duration::from_secs(40);
 
 #[test]
 fn a_corrupt_initramfs_fails_create_within_the_boot_timeout_and_leaves_nothing() {
-    let husk = VmHusk::new("corrupt-initramfs");
+    let husk = Husk::vm("corrupt-initramfs");
     let artifacts = Artifacts::get();
     // Neither a cpio archive nor any compressed format the kernel knows:
     // it finds no init, panics, and with panic=-1 resets the VM at once
@@ -679,7 +477,7 @@ fn a_corrupt_initramfs_fails_create_within_the_boot_timeout_and_leaves_nothing()
     let log = husk.file("log.json");
 
     let started = Instant::now();
-    let call = husk.call(&[
+    let call = husk.run(&[
         "--log",
         path_str(&log),
         "--log-format",
@@ -692,7 +490,7 @@ fn a_corrupt_initramfs_fails_create_within_the_boot_timeout_and_leaves_nothing()
         &id,
     ]);
     let took = started.elapsed();
-    let stderr = &call.expect_code(1).stderr;
+    let stderr = call.expect_code(1);
     assert!(
         took < SHORT_BOOT_TIMEOUT + CREATE_OVERHEAD,
         "create took {took:?} with a boot timeout of {SHORT_BOOT_TIMEOUT:?}"
@@ -722,7 +520,7 @@ fn a_corrupt_initramfs_fails_create_within_the_boot_timeout_and_leaves_nothing()
         *stderr
     );
     assert_eq!(read_text(&call.stdout_path), "");
-    husk.assert_nothing_left(&id, None, None);
+    assert_nothing_left(&husk, &id, None, None);
     baseline.assert_nothing_left(&husk.root(), &id);
 }
 
@@ -732,7 +530,7 @@ fn a_corrupt_initramfs_fails_create_within_the_boot_timeout_and_leaves_nothing()
 /// before its process: docs/engine.md.
 #[test]
 fn hooks_run_on_the_host_and_in_the_container_in_order() {
-    let husk = VmHusk::new("hooks");
+    let husk = Husk::vm("hooks");
     let log = husk.file("hooks.log");
     let host_hook = |stage: &str| {
         json!({
@@ -758,7 +556,7 @@ fn hooks_run_on_the_host_and_in_the_container_in_order() {
         }),
     );
     let id = unique_id("hooks");
-    let call = husk.call(&[
+    let call = husk.run(&[
         "--backend",
         "vm",
         "run",
@@ -782,5 +580,5 @@ fn hooks_run_on_the_host_and_in_the_container_in_order() {
         ],
         "host hooks in the spec's order, each with the state"
     );
-    husk.assert_nothing_left(&id, None, None);
+    assert_nothing_left(&husk, &id, None, None);
 }

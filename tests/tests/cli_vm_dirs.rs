@@ -11,134 +11,47 @@
 //! target/release/husk).
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::path::Path;
 
 use husk_tests::bundle::Bundle;
-use husk_tests::husk_cli::{become_subreaper, read_text};
-use husk_tests::{
-    path_str, require_bootable_kvm, wait_with_deadline, Artifacts, Scratch, BOOT_TIMEOUT,
-};
+use husk_tests::husk_cli::{Husk, HuskRun};
+use husk_tests::{path_str, BOOT_TIMEOUT};
 use serde_json::{json, Value};
-
-/// A husk call that boots a VM gets the guest's boot time and a minute
-/// more; one that hangs fails its test.
-const CALL_TIMEOUT: Duration = Duration::from_secs(BOOT_TIMEOUT.as_secs() + 60);
 
 /// How many bind-mounted host directories the vm backend takes
 /// (shim/src/backend/vm/directories.rs, `MAX_DIRECTORIES`).
 const MAX_DIRECTORIES: usize = 12;
 
-/// The husk binary: `$HUSK_BIN`, else the release build.
-fn husk_binary() -> PathBuf {
-    let binary = std::env::var_os("HUSK_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .join("target/release/husk")
-        });
+/// `husk --root ROOT --backend vm run --bundle BUNDLE ID` to its end.
+fn run(husk: &Husk, bundle: &Bundle, id: &str) -> HuskRun {
+    husk.run(&[
+        "--backend",
+        "vm",
+        "run",
+        "--bundle",
+        path_str(&bundle.dir),
+        id,
+    ])
+}
+
+/// Fails the test unless nothing of container `id` is left: no state
+/// directory, and no directory image anywhere under the root.
+fn assert_nothing_left(husk: &Husk, id: &str) {
     assert!(
-        binary.is_file(),
-        "{} does not exist: run `cargo build --release` first (or set HUSK_BIN)",
-        binary.display()
+        !husk.root().join(id).exists(),
+        "the state directory of {id} is still there"
     );
-    binary
-}
-
-/// What one husk call did.
-#[derive(Debug)]
-struct Call {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// A state root and a husk configuration naming the VM's artifacts.
-struct VmHusk {
-    scratch: Scratch,
-    binary: PathBuf,
-}
-
-impl VmHusk {
-    fn new(name: &str) -> VmHusk {
-        require_bootable_kvm();
-        let artifacts = Artifacts::get();
-        become_subreaper();
-        let scratch = Scratch::new(&format!("cli-vm-dirs-{name}"));
-        let config = json!({
-            "kernel": artifacts.vmlinux,
-            "initramfs": artifacts.initramfs,
-            "vmm": artifacts.vmm,
-        });
-        fs::write(scratch.file("husk-config.json"), config.to_string())
-            .expect("write the husk configuration");
-        VmHusk {
-            scratch,
-            binary: husk_binary(),
-        }
-    }
-
-    fn root(&self) -> PathBuf {
-        self.scratch.file("root")
-    }
-
-    /// `husk --root ROOT --backend vm run --bundle BUNDLE ID` to its end.
-    fn run(&self, bundle: &Bundle, id: &str) -> Call {
-        let stdout_path = self.scratch.file(&format!("{id}.stdout"));
-        let stderr_path = self.scratch.file(&format!("{id}.stderr"));
-        let mut child = Command::new(&self.binary)
-            .arg("--root")
-            .arg(self.root())
-            .args([
-                "--backend",
-                "vm",
-                "run",
-                "--bundle",
-                path_str(&bundle.dir),
-                id,
-            ])
-            .env("HUSK_CONFIG", self.scratch.file("husk-config.json"))
-            .stdin(Stdio::null())
-            .stdout(fs::File::create(&stdout_path).expect("create husk's stdout file"))
-            .stderr(fs::File::create(&stderr_path).expect("create husk's stderr file"))
-            .spawn()
-            .unwrap_or_else(|error| panic!("start {}: {error}", self.binary.display()));
-        let status = wait_with_deadline(&mut child, CALL_TIMEOUT);
-        let call = Call {
-            code: status.and_then(|status| status.code()),
-            stdout: read_text(&stdout_path),
-            stderr: read_text(&stderr_path),
-        };
-        assert!(
-            status.is_some(),
-            "husk run ran past {CALL_TIMEOUT:?} and was killed; stderr:\n{}",
-            call.stderr
-        );
-        call
-    }
-
-    /// Fails the test unless nothing of container `id` is left: no state
-    /// directory, and no directory image anywhere under the root.
-    fn assert_nothing_left(&self, id: &str) {
-        assert!(
-            !self.root().join(id).exists(),
-            "the state directory of {id} is still there"
-        );
-        let mut pending = vec![self.root()];
-        while let Some(directory) = pending.pop() {
-            for entry in fs::read_dir(&directory).into_iter().flatten().flatten() {
-                let path = entry.path();
-                assert!(
-                    !path.to_string_lossy().ends_with(".ext4"),
-                    "{} is still there",
-                    path.display()
-                );
-                if path.is_dir() {
-                    pending.push(path);
-                }
+    let mut pending = vec![husk.root()];
+    while let Some(directory) = pending.pop() {
+        for entry in fs::read_dir(&directory).into_iter().flatten().flatten() {
+            let path = entry.path();
+            assert!(
+                !path.to_string_lossy().ends_with(".ext4"),
+                "{} is still there",
+                path.display()
+            );
+            if path.is_dir() {
+                pending.push(path);
             }
         }
     }
@@ -172,8 +85,8 @@ fn names_in(directory: &Path) -> Vec<String> {
 
 #[test]
 fn a_bind_mounted_host_directory_arrives_as_a_read_only_copy() {
-    let husk = VmHusk::new("copy");
-    let shared = husk.scratch.file("shared");
+    let husk = Husk::vm("dirs-copy");
+    let shared = husk.file("shared");
     fs::create_dir_all(shared.join("sub")).unwrap();
     fs::write(shared.join("a"), "from the host\n").unwrap();
     fs::write(shared.join("sub/b"), "from a subdirectory\n").unwrap();
@@ -185,7 +98,7 @@ fn a_bind_mounted_host_directory_arrives_as_a_read_only_copy() {
     );
     let id = format!("vm-dirs-copy-{}", std::process::id());
 
-    let call = husk.run(&bundle, &id);
+    let call = run(&husk, &bundle, &id);
 
     assert_eq!(
         call.code,
@@ -220,13 +133,13 @@ fn a_bind_mounted_host_directory_arrives_as_a_read_only_copy() {
         ["a", "sub"],
         "the host directory changed"
     );
-    husk.assert_nothing_left(&id);
+    assert_nothing_left(&husk, &id);
 }
 
 #[test]
 fn more_directories_than_the_vm_takes_are_refused_naming_the_mount_and_leave_nothing() {
-    let husk = VmHusk::new("too-many");
-    let shared = husk.scratch.file("shared");
+    let husk = Husk::vm("dirs-too-many");
+    let shared = husk.file("shared");
     fs::create_dir_all(&shared).unwrap();
     let mounts = (0..=MAX_DIRECTORIES)
         .map(|number| {
@@ -237,7 +150,7 @@ fn more_directories_than_the_vm_takes_are_refused_naming_the_mount_and_leave_not
     let bundle = bundle_with_mounts("too-many", "true", mounts);
     let id = format!("vm-dirs-too-many-{}", std::process::id());
 
-    let call = husk.run(&bundle, &id);
+    let call = run(&husk, &bundle, &id);
 
     assert_eq!(call.code, Some(1), "stderr:\n{}", call.stderr);
     assert!(call.stdout.is_empty(), "{}", call.stdout);
@@ -251,5 +164,5 @@ fn more_directories_than_the_vm_takes_are_refused_naming_the_mount_and_leave_not
         "{}",
         call.stderr
     );
-    husk.assert_nothing_left(&id);
+    assert_nothing_left(&husk, &id);
 }
