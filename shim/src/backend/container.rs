@@ -417,7 +417,14 @@ fn create(
             match received {
                 Ok(master) => Some(master),
                 Err(error) => {
+                    // Nothing of the container may outlive the failed
+                    // create: its processes, then its cgroup. husk is a
+                    // subreaper here (`run` in the foreground), so the init
+                    // is its to reap.
+                    let _ = container.cgroup.kill_all(libc::SIGKILL);
                     let _ = engine::kill(container.pid, libc::SIGKILL);
+                    let _ = sys::wait(container.pid, false);
+                    let _ = container.cgroup.destroy();
                     return Err(error);
                 }
             }
