@@ -10,6 +10,9 @@
 //! names one. `kernel`, `initramfs` and `vmm` are the paths of the guest
 //! kernel (vmlinux), the guest initramfs and husk-vmm that the `vm` backend
 //! boots with (see `backend::vm::artifacts` for where it looks otherwise).
+//! `jail` (default true) jails husk-vmm, and `jail_user` says as whom it
+//! runs there: `"per-container"` (default), `"root"`, or
+//! `{"uid": N, "gid": N}` (see `backend::vm::jail_user`).
 //! Unknown keys are refused, so that a typo does not silently change
 //! nothing.
 
@@ -43,6 +46,31 @@ pub struct HuskConfig {
     /// VM; true unless set to false, which is for debugging only.
     #[serde(default)]
     pub jail: Option<bool>,
+    /// Which user the jailed husk-vmm runs as (see [`JailUserSetting`]);
+    /// a user of its own per container unless set.
+    #[serde(default)]
+    pub jail_user: Option<JailUserSetting>,
+}
+
+/// The configuration's `jail_user`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum JailUserSetting {
+    /// `"per-container"` or `"root"`.
+    Named(JailUserName),
+    /// `{"uid": N, "gid": N}`: every container's husk-vmm as this user.
+    Fixed { uid: u32, gid: u32 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JailUserName {
+    /// A uid and gid of its own for each container, from a range no host
+    /// account uses (the default).
+    PerContainer,
+    /// uid 0 without capabilities: for hosts where another uid cannot
+    /// reach the container's files.
+    Root,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,7 +81,7 @@ pub enum ConfigError {
         #[source]
         source: io::Error,
     },
-    #[error("{}: not a valid husk configuration (expected {{\"backend\": \"vm\" or \"container\", \"kernel\": PATH, \"initramfs\": PATH, \"vmm\": PATH, \"jail\": true or false}}, each optional)", path.display())]
+    #[error("{}: not a valid husk configuration (expected {{\"backend\": \"vm\" or \"container\", \"kernel\": PATH, \"initramfs\": PATH, \"vmm\": PATH, \"jail\": true or false, \"jail_user\": \"per-container\" or \"root\" or {{\"uid\": N, \"gid\": N}}}}, each optional)", path.display())]
     Parse {
         path: PathBuf,
         #[source]

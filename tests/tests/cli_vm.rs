@@ -11,6 +11,7 @@
 //! (HUSK_BIN, else target/release/husk).
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -188,6 +189,27 @@ fn create_start_kill_delete_goes_through_every_status_and_leaves_nothing() {
             .expect("the record names the image"),
     );
     assert!(image.is_file(), "{}", image.display());
+    // The recorded pid waits outside husk-vmm's jail; its one child runs
+    // the VM as a user of the container's own, which owns the image.
+    let children = read_text(&PathBuf::from(format!("/proc/{pid}/task/{pid}/children")));
+    let jailed: Vec<&str> = children.split_whitespace().collect();
+    assert_eq!(jailed.len(), 1, "the jailed husk-vmm: {children:?}");
+    let status = read_text(&PathBuf::from(format!("/proc/{}/status", jailed[0])));
+    let uid: u32 = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .and_then(|uid| uid.parse().ok())
+        .unwrap_or_else(|| panic!("no Uid in {status}"));
+    assert!(
+        (2_100_000_000..2_100_065_536).contains(&uid),
+        "husk-vmm's jailed uid {uid}"
+    );
+    assert_eq!(
+        fs::metadata(&image).unwrap().uid(),
+        uid,
+        "the image's owner"
+    );
 
     husk.run(&["start", &id]).success();
     assert_eq!(husk.status(&id), "running");

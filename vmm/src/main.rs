@@ -360,6 +360,17 @@ fn main() -> ExitCode {
         }
     };
 
+    // The console socket is the caller's: connect while husk-vmm still
+    // runs as the caller's user and sees the caller's files.
+    let console = match args.sandbox.as_ref().map(sandbox::connect_console) {
+        Some(Ok(console)) => console,
+        None => None,
+        Some(Err(error)) => {
+            eprintln!("husk-vmm: {}", error_chain(&error));
+            return ExitCode::from(EXIT_VMM_ERROR);
+        }
+    };
+
     // The jail comes first: it forks, so no thread may exist yet; the rest
     // runs in the jailed child, and this pid waits for it outside.
     if let Some(jail) = &args.jail {
@@ -400,7 +411,7 @@ fn main() -> ExitCode {
         .as_ref()
         .map(|vsock| vsock.uds_path.as_path());
     let _sandbox = match &args.sandbox {
-        Some(sandbox) => match sandbox::start(sandbox, vsock_path, args.log.as_deref()) {
+        Some(sandbox) => match sandbox::start(sandbox, console, vsock_path, args.log.as_deref()) {
             Ok(sandbox) => Some(sandbox),
             Err(error) => {
                 eprintln!("husk-vmm: {}", error_chain(&error));

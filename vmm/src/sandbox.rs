@@ -77,6 +77,31 @@ pub enum SandboxError {
     Thread(#[source] io::Error),
     #[error("confine the agent proxy")]
     Seccomp(#[source] SeccompError),
+    #[error("connect to the console socket {} (--console-socket)", path.display())]
+    ConsoleSocket {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("--container-stdio terminal without a connection to the console socket")]
+    NoConsoleConnection,
+}
+
+/// Connects to the console socket of a terminal sandbox. Called before the
+/// jail: the socket is the caller's (runc's --console-socket), which a
+/// jailed husk-vmm running as another user may not be allowed to open,
+/// and whose directory the jail does not hold. The caller accepts one
+/// connection and waits on it for the pty master, as it does with runc.
+pub fn connect_console(config: &SandboxConfig) -> Result<Option<UnixStream>, SandboxError> {
+    match &config.stdio {
+        ContainerStdio::Pipes => Ok(None),
+        ContainerStdio::Terminal { console_socket } => UnixStream::connect(console_socket)
+            .map(Some)
+            .map_err(|source| SandboxError::ConsoleSocket {
+                path: console_socket.clone(),
+                source,
+            }),
+    }
 }
 
 /// The sockets sandbox mode made, removed when husk-vmm ends.
@@ -106,9 +131,13 @@ struct CallerStdio {
 /// main thread confines itself (the seccomp module tells why).
 pub fn start(
     config: &SandboxConfig,
+    console: Option<UnixStream>,
     vsock_path: Option<&Path>,
     log: Option<&Path>,
 ) -> Result<Sandbox, SandboxError> {
+    if matches!(config.stdio, ContainerStdio::Terminal { .. }) && console.is_none() {
+        return Err(SandboxError::NoConsoleConnection);
+    }
     let vsock_path = vsock_path.ok_or(SandboxError::NoVsock)?.to_owned();
     let caller = take_caller_stdio(log)?;
     let listener = guest_agent::listen(&vsock_path)?;
@@ -130,7 +159,7 @@ pub fn start(
             if !may_serve {
                 return;
             }
-            if let Err(error) = serve(&config, &vsock_path, listener, caller) {
+            if let Err(error) = serve(&config, &vsock_path, listener, caller, console) {
                 eprintln!("husk-vmm: sandbox: {error}");
             }
         })
@@ -231,6 +260,7 @@ fn serve(
     vsock_path: &Path,
     listener: UnixListener,
     caller: CallerStdio,
+    console: Option<UnixStream>,
 ) -> io::Result<()> {
     let (mut guest, _) = listener.accept()?;
     drop(listener);
@@ -252,7 +282,7 @@ fn serve(
         next_own_id: OWN_REQUEST_IDS,
         resend_window_size: false,
     }));
-    let output_done = relay_init_stdio(&config.stdio, vsock_path, caller, &routes)?;
+    let output_done = relay_init_stdio(console, vsock_path, caller, &routes)?;
     accept_clients(&config.agent_socket, Arc::clone(&routes))?;
 
     let mut output_done = Some(output_done);
@@ -359,8 +389,10 @@ fn shut_down_after_output(output_done: Receiver<()>, routes: Arc<Mutex<Routes>>)
 
 /// Opens the init's streams and relays them; the receiver hears once every
 /// output stream has reached its end.
+/// With `console` (a connection to the console socket) the init has a
+/// terminal, whose pty master goes there; without, its stdio is pipes.
 fn relay_init_stdio(
-    stdio: &ContainerStdio,
+    console: Option<UnixStream>,
     vsock_path: &Path,
     caller: CallerStdio,
     routes: &Arc<Mutex<Routes>>,
@@ -369,8 +401,8 @@ fn relay_init_stdio(
         guest_agent::open_stream(vsock_path, &ProcessRef::Init, kind).map_err(io::Error::other)
     };
     let (done, output_done) = mpsc::channel();
-    match stdio {
-        ContainerStdio::Pipes => {
+    match console {
+        None => {
             let stdin = open(StreamKind::Stdin)?;
             let stdout = open(StreamKind::Stdout)?;
             let stderr = open(StreamKind::Stderr)?;
@@ -385,10 +417,9 @@ fn relay_init_stdio(
                     let _ = done.send(());
                 })?;
         }
-        ContainerStdio::Terminal { console_socket } => {
+        Some(socket) => {
             let terminal = open(StreamKind::Terminal)?;
             let (master, slave) = os::open_pty()?;
-            let socket = UnixStream::connect(console_socket)?;
             os::send_fd(&socket, &master)?;
             drop(master);
             let slave = File::from(slave);

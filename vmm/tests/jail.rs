@@ -24,7 +24,7 @@ use std::{panic, thread};
 use husk_vmm::config::VmConfig;
 use husk_vmm::jail::{self, Ending, Entered, JailConfig, JailUser};
 use husk_vmm::os;
-use husk_vmm::sandbox::{ContainerStdio, SandboxConfig};
+use husk_vmm::sandbox::{self, ContainerStdio, SandboxConfig};
 use husk_vmm::seccomp::SeccompMode;
 use support::{child_scratch, describe, run_in_child};
 use vmm_sys_util::tempdir::TempDir;
@@ -656,8 +656,11 @@ fn without_jail_husk_vmm_runs_as_it_did() {
 }
 
 /// The jail with a terminal, driven through the library in a child
-/// process: the jailed process opens a pty (devpts of its own) and
-/// reaches the console socket, and finds no host file besides.
+/// process: the console socket is connected before the jail, so it may be
+/// one the jail's user could not open (root's, in a directory only root
+/// enters, as a caller's is); the jailed process opens a pty (devpts of
+/// its own), sends its master over that connection, and finds no host
+/// file besides, not even the console socket.
 #[test]
 fn a_jailed_terminal_gets_a_pty_and_the_console_socket() {
     const TEST: &str = "a_jailed_terminal_gets_a_pty_and_the_console_socket";
@@ -668,11 +671,10 @@ fn a_jailed_terminal_gets_a_pty_and_the_console_socket() {
     let scratch = Scratch::new();
     let kernel = scratch.path("vmlinux");
     fs::write(&kernel, "not booted").unwrap();
-    // The caller makes the console socket the jail's user's to connect to.
+    // The caller's console socket stays root's, out of NOBODY's reach.
     let console_dir = scratch.path("console");
     fs::create_dir(&console_dir).unwrap();
     let console = UnixListener::bind(console_dir.join("console.sock")).unwrap();
-    std::os::unix::fs::chown(console_dir.join("console.sock"), Some(NOBODY), Some(NOBODY)).unwrap();
     fs::set_permissions(&console_dir, fs::Permissions::from_mode(0o700)).unwrap();
     let accepted = thread::spawn(move || {
         let (mut connection, _) = console.accept().unwrap();
@@ -707,6 +709,9 @@ fn jailed_terminal_child(scratch: &Path) {
         }),
         fd_limit: 64,
     };
+    let connection = sandbox::connect_console(&sandbox)
+        .expect("connect to the console socket")
+        .expect("a terminal sandbox has a console connection");
     match jail::enter(&config, &vm, Some(&sandbox), None).expect("enter the jail") {
         Entered::Outside(waiter) => {
             let ending = waiter.wait().expect("wait for the jailed process");
@@ -717,9 +722,11 @@ fn jailed_terminal_child(scratch: &Path) {
             // here, with a status the waiter reports.
             let checks = panic::catch_unwind(|| {
                 let (master, _slave) = os::open_pty().expect("open a pty in the jail");
-                let socket =
-                    UnixStream::connect(&console_socket).expect("reach the console socket");
-                os::send_fd(&socket, &master).expect("send the pty master");
+                os::send_fd(&connection, &master).expect("send the pty master");
+                assert!(
+                    !console_socket.exists(),
+                    "the console socket is not in the jail"
+                );
                 assert!(!Path::new("/etc").exists());
                 assert!(!Path::new("/proc").exists());
                 assert!(Path::new("/dev/ptmx").exists());

@@ -35,6 +35,7 @@ mod exec;
 mod guest_spec;
 mod host_hooks;
 mod image;
+mod jail_user;
 mod layout;
 pub mod sizing;
 mod vmm;
@@ -72,7 +73,7 @@ use super::{
     Backend, BackendError, BackendKind, CpuStats, CpuThrottling, CpuUsage, CreateContext,
     CreatedContainer, ExecContext, MemoryEntry, MemoryStats, PidsStats, Stats,
 };
-use crate::config::{self, ConfigError};
+use crate::config::{self, ConfigError, JailUserSetting};
 use crate::logging;
 use crate::signal::Signal;
 use crate::state::{ContainerRecord, Status};
@@ -101,6 +102,8 @@ pub enum VmError {
     Sizing(#[source] SizingError),
     #[error("lay out the VM's files")]
     Layout(#[source] LayoutError),
+    #[error("hand the VM's files to husk-vmm's user")]
+    JailUser(#[source] jail_user::HandOverError),
     #[error("build the root filesystem image")]
     Image(#[source] ImageError),
     #[error("copy the bind-mounted host directories into the VM")]
@@ -302,16 +305,28 @@ impl VmBackend {
         }
         let cgroup_path = cgroup.relative_path().to_path_buf();
         let cgroup = &*undo.cgroup.insert(cgroup);
-        if plan.jail {
-            files.create_jail_dir().map_err(VmError::Layout)?;
-        }
+        let jail = match plan.jail {
+            Jail::Off => None,
+            Jail::On(user) => {
+                files.create_jail_dir().map_err(VmError::Layout)?;
+                let user = jail_user::for_container(user, context.state_dir);
+                if let Some(user) = user {
+                    let artifacts = &plan.artifacts;
+                    let mut read_only = vec![artifacts.kernel.as_path(), &artifacts.initramfs];
+                    read_only.extend(directory_images.iter().map(PathBuf::as_path));
+                    jail_user::check_readable(user, &read_only).map_err(VmError::JailUser)?;
+                    jail_user::hand_over(&files, user).map_err(VmError::JailUser)?;
+                }
+                Some(user)
+            }
+        };
         let command = vmm::command(
             &plan.artifacts,
             &files,
             &directory_images,
             plan.size,
             &stdio,
-            plan.jail,
+            jail,
         );
         logging::debug(format!("container {id}: {command:?}"));
         let pid = vmm::spawn(command, Some(cgroup), &files.vmm_log).map_err(VmError::Spawn)?;
@@ -601,8 +616,15 @@ struct VmPlan {
     size: sizing::GuestSize,
     boot_timeout: Duration,
     cgroups_path: Option<String>,
-    /// Whether husk-vmm jails itself (the configuration's `jail`).
-    jail: bool,
+    /// Whether husk-vmm jails itself, and as whom (the configuration's
+    /// `jail` and `jail_user`).
+    jail: Jail,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Jail {
+    Off,
+    On(Option<JailUserSetting>),
 }
 
 impl VmPlan {
@@ -666,7 +688,11 @@ impl VmPlan {
             cgroups_path: linux
                 .and_then(|linux| linux.cgroups_path().as_ref())
                 .map(|path| path.to_string_lossy().into_owned()),
-            jail: configuration.jail.unwrap_or(true),
+            jail: if configuration.jail.unwrap_or(true) {
+                Jail::On(configuration.jail_user)
+            } else {
+                Jail::Off
+            },
         })
     }
 }

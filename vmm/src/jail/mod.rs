@@ -53,8 +53,9 @@
 //! With `--jail-uid`/`--jail-gid` that user must be able to read the kernel,
 //! initrd and read-only disks, read and write the writable disks, create
 //! files in the socket directories, and write existing `--serial` and
-//! `--log` files (the jail creates missing ones for it) and the console
-//! socket. Nothing else: the KVM device is the jail's own.
+//! `--log` files (the jail creates missing ones for it). Nothing else: the
+//! KVM device is the jail's own, and the console socket is connected
+//! before the jail (main.rs), as the caller's user.
 //!
 //! # Not in the jail
 //!

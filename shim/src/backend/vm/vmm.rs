@@ -20,6 +20,7 @@ use husk_init::engine::cgroups::Cgroup;
 use husk_init::engine::sys::{self, ExitStatus, Fork};
 
 use super::artifacts::Artifacts;
+use super::jail_user::JailUser;
 use super::layout::VmFiles;
 use super::sizing::GuestSize;
 
@@ -51,14 +52,14 @@ pub enum ContainerStdio {
 /// (/dev/vdb, ...), as the `directories` module tells the guest. With
 /// `jail`, husk-vmm confines itself in [`VmFiles::jail_dir`] (its own
 /// namespaces, a root holding only these files, no capabilities) before it
-/// builds the VM.
+/// builds the VM, as the user given there (`None`: uid 0).
 pub fn command(
     artifacts: &Artifacts,
     files: &VmFiles,
     directory_images: &[PathBuf],
     size: GuestSize,
     stdio: &ContainerStdio,
-    jail: bool,
+    jail: Option<Option<JailUser>>,
 ) -> Command {
     let mut command = Command::new(&artifacts.vmm);
     command
@@ -95,8 +96,15 @@ pub fn command(
         .arg(&files.agent_socket)
         .arg("--log")
         .arg(&files.vmm_log);
-    if jail {
+    if let Some(user) = jail {
         command.arg("--jail").arg(&files.jail_dir);
+        if let Some(user) = user {
+            command
+                .arg("--jail-uid")
+                .arg(user.uid.to_string())
+                .arg("--jail-gid")
+                .arg(user.gid.to_string());
+        }
     }
     match stdio {
         ContainerStdio::Pipes => {
@@ -289,7 +297,10 @@ mod tests {
             &[],
             size,
             &ContainerStdio::Pipes,
-            true,
+            Some(Some(JailUser {
+                uid: 2_100_000_007,
+                gid: 2_100_000_007,
+            })),
         );
         assert_eq!(command.get_program(), "/usr/bin/husk-vmm");
         let arguments = arguments(&command);
@@ -303,6 +314,8 @@ mod tests {
             ("--serial", "/run/husk/c1/console.log"),
             ("--agent-socket", "/run/husk/c1/sockets/agent.sock"),
             ("--jail", "/run/husk/c1/jail"),
+            ("--jail-uid", "2100000007"),
+            ("--jail-gid", "2100000007"),
             ("--container-stdio", "pipes"),
             ("--log", "/run/husk/c1/vmm.log"),
         ] {
@@ -336,7 +349,7 @@ mod tests {
                 vcpus: 1,
             },
             &ContainerStdio::Pipes,
-            false,
+            None,
         );
         let arguments = arguments(&command);
         let disks: Vec<&str> = arguments
@@ -377,7 +390,7 @@ mod tests {
             &ContainerStdio::Terminal {
                 console_socket: PathBuf::from("/tmp/conmon-term.1"),
             },
-            false,
+            Some(None),
         );
         let arguments = arguments(&command);
         assert_eq!(
@@ -388,7 +401,14 @@ mod tests {
             value_of(&arguments, "--console-socket").as_deref(),
             Some("/tmp/conmon-term.1")
         );
-        assert!(!arguments.contains(&"--jail".to_string()), "not asked for");
+        assert_eq!(
+            value_of(&arguments, "--jail").as_deref(),
+            Some("/run/husk/c1/jail")
+        );
+        assert!(
+            !arguments.contains(&"--jail-uid".to_string()),
+            "jailed as uid 0"
+        );
     }
 
     #[test]
