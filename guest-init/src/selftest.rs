@@ -3,12 +3,15 @@
 //! check lives in tests/tests/.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
+use std::sync::mpsc;
 use std::thread;
+use std::time::Duration;
 
 use husk_protocol::selftest::{
     BLK_MOUNT, BLK_READ_FILE, BLK_WRITE_FILE, BLK_WRITTEN_TEXT, VSOCK_CLIENT_BYTES,
-    VSOCK_CLIENT_STREAMS, VSOCK_ECHO_PORT, VSOCK_HOST_PORT, VSOCK_STREAM_BYTES,
+    VSOCK_CLIENT_STREAMS, VSOCK_ECHO_PORT, VSOCK_FLOOD_PORT, VSOCK_FLOOD_STREAMS, VSOCK_HOST_PORT,
+    VSOCK_NO_ACK_PORT, VSOCK_STREAM_BYTES,
 };
 use husk_protocol::{pattern_byte, SELFTEST_LINE_PREFIX};
 
@@ -24,6 +27,8 @@ pub fn run(name: &str) -> String {
         "vsock-echo" => vsock_echo_server(),
         "vsock-client" => vsock_client(),
         "vsock-clients" => vsock_clients(),
+        "vsock-flood" => vsock_flood(),
+        "vsock-no-ack" => vsock_no_ack_server(),
         other => Err(format!("unknown selftest {other:?}")),
     };
     match result {
@@ -255,6 +260,63 @@ fn echo_through_host(offset: u64, len: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// How long `vsock-flood` waits for the host to end it: the host closes
+/// the streams after a few seconds; this only keeps a broken host from
+/// holding the guest for ever.
+const FLOOD_LIMIT: Duration = Duration::from_secs(180);
+
+/// A hostile guest: opens VSOCK_FLOOD_STREAMS streams to the host's
+/// VSOCK_FLOOD_PORT and writes to each as fast as the kernel lets it,
+/// while the host reads nothing. Each writer stops when its stream fails,
+/// which happens once the host closes it; reports what the guest got to
+/// write in all.
+fn vsock_flood() -> Result<String, String> {
+    let (finished, writers) = mpsc::channel();
+    for index in 0..VSOCK_FLOOD_STREAMS {
+        let stream = sys::vsock_connect(libc::VMADDR_CID_HOST, VSOCK_FLOOD_PORT)
+            .map_err(|e| format!("connect stream {index}: {e}"))?;
+        let finished = finished.clone();
+        thread::spawn(move || {
+            let _ = finished.send(flood(stream));
+        });
+    }
+    let mut total = 0;
+    for _ in 0..VSOCK_FLOOD_STREAMS {
+        total += writers
+            .recv_timeout(FLOOD_LIMIT)
+            .map_err(|_| format!("the host did not end the flood within {FLOOD_LIMIT:?}"))?;
+    }
+    Ok(format!("streams={VSOCK_FLOOD_STREAMS} bytes={total}"))
+}
+
+/// Writes to `stream` until it fails; returns the bytes the kernel took.
+fn flood(mut stream: File) -> u64 {
+    let chunk = vec![0xa5u8; 64 * 1024];
+    let mut written = 0;
+    loop {
+        match stream.write(&chunk) {
+            Ok(0) => return written,
+            Ok(count) => written += count as u64,
+            Err(error) if error.kind() == ErrorKind::Interrupted => {}
+            Err(_) => return written,
+        }
+    }
+}
+
+/// A hostile guest: accepts every stream on VSOCK_NO_ACK_PORT and never
+/// reads from it, so the host's data is never acknowledged; the streams
+/// stay open until the VM ends. Returns once listening.
+fn vsock_no_ack_server() -> Result<String, String> {
+    let listener = sys::vsock_listen(VSOCK_NO_ACK_PORT).map_err(|e| format!("listen: {e}"))?;
+    thread::spawn(move || {
+        let mut held = Vec::new();
+        while let Ok(stream) = sys::accept(&listener) {
+            held.push(stream);
+        }
+    });
+    Ok(format!("listening port={VSOCK_NO_ACK_PORT}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,5 +327,20 @@ mod tests {
             run("nope"),
             "husk-init selftest nope failed: unknown selftest \"nope\""
         );
+    }
+
+    #[test]
+    fn a_flood_writer_stops_when_the_host_closes_and_counts_its_bytes() {
+        use std::os::fd::OwnedFd;
+        use std::os::unix::net::UnixStream;
+
+        let (guest, mut host) = UnixStream::pair().unwrap();
+        let writer = thread::spawn(move || flood(File::from(OwnedFd::from(guest))));
+        let mut taken = vec![0u8; 1 << 20];
+        host.read_exact(&mut taken).unwrap();
+        drop(host);
+        let written = writer.join().unwrap();
+        assert!(written >= 1 << 20, "{written}");
+        assert!(taken.iter().all(|&byte| byte == 0xa5));
     }
 }

@@ -68,7 +68,8 @@ pub mod cmdline {
     /// `husk.selftest=NAME[,NAME...]`: checks husk-init runs after its ready
     /// line, for the VM end-to-end tests; each prints one line starting with
     /// [`super::SELFTEST_LINE_PREFIX`]. Names: `hwrng` (reads the virtio-rng
-    /// device), `blk`, `blk-ro`, `blk-bench`, `vsock-echo`, `vsock-client`, `vsock-clients` (see
+    /// device), `blk`, `blk-ro`, `blk-bench`, `vsock-echo`, `vsock-client`, `vsock-clients`,
+    /// and the hostile guests `vsock-flood` and `vsock-no-ack` (see
     /// [`super::selftest`]).
     pub const SELFTEST: &str = "husk.selftest";
     /// `husk.agent`: husk-init serves the host's control connection (see
@@ -98,6 +99,14 @@ pub mod selftest {
     /// (stream `i` starts at pattern offset `i`) and expects them back.
     pub const VSOCK_CLIENT_STREAMS: u64 = 64;
     pub const VSOCK_STREAM_BYTES: u64 = 64 << 10;
+    /// `vsock-flood`: the guest opens [`VSOCK_FLOOD_STREAMS`] streams to
+    /// this host port and writes to each as fast as it can until the host
+    /// closes it; the host reads nothing.
+    pub const VSOCK_FLOOD_PORT: u32 = 6001;
+    pub const VSOCK_FLOOD_STREAMS: u32 = 8;
+    /// `vsock-no-ack`: the guest accepts every stream on this port and never
+    /// reads from it.
+    pub const VSOCK_NO_ACK_PORT: u32 = 5001;
 }
 
 /// A reproducible, non-repeating-looking byte stream for transfer checks:

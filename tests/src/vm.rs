@@ -3,7 +3,7 @@
 //! /dev/vda and a vsock device, and the test speaks the control protocol
 //! the way the husk CLI does: create, stdio streams, start, wait, shutdown.
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -289,4 +289,64 @@ pub fn run_bundle(bundle: &Bundle, id: &str) -> VmContainerRun {
         vmm_code,
         console,
     }
+}
+
+/// Connects a host program to guest `port` through husk-vmm's vsock socket
+/// `uds` with the `CONNECT <port>` handshake, and returns the stream once
+/// the guest accepted. Reads and writes on it time out after `timeout`, so
+/// a stalled guest fails the test instead of hanging it.
+pub fn connect_guest_port(uds: &Path, port: u32, timeout: Duration) -> UnixStream {
+    let mut stream = UnixStream::connect(uds)
+        .unwrap_or_else(|error| panic!("connect to the vsock socket {}: {error}", uds.display()));
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    stream.set_write_timeout(Some(timeout)).unwrap();
+    stream
+        .write_all(format!("CONNECT {port}\n").as_bytes())
+        .unwrap();
+    // A byte at a time: what follows the line is the guest's.
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while answer.last() != Some(&b'\n') {
+        match stream.read(&mut byte) {
+            Ok(0) => panic!("the vsock socket closed the handshake for guest port {port}"),
+            Ok(_) => answer.push(byte[0]),
+            Err(error) => panic!("the handshake for guest port {port}: {error}"),
+        }
+    }
+    assert!(
+        answer.starts_with(b"OK "),
+        "guest port {port} refused: {:?}",
+        String::from_utf8_lossy(&answer)
+    );
+    stream
+}
+
+/// husk-vmm's own resident memory in KiB: the resident set of process `pid`
+/// less its guest RAM, from /proc/PID/smaps (proc(5)). Guest RAM is found
+/// through the initramfs, which husk-vmm maps at the very top of the
+/// guest's low RAM (vmm/src/arch/x86_64/boot.rs, `load_initrd`): it is the
+/// `memory_mib` MiB that end where that mapping ends, as long as the guest
+/// has no RAM above the MMIO gap (3.25 GiB). None while the initramfs is
+/// not mapped yet, or once the process is gone.
+pub fn vmm_overhead_kib(pid: u32, initramfs: &Path, memory_mib: u64) -> Option<u64> {
+    assert!(
+        memory_mib << 20 <= husk_vmm::arch::x86_64::layout::MMIO_GAP_START,
+        "a guest of {memory_mib} MiB has RAM above the MMIO gap"
+    );
+    let initramfs = initramfs
+        .canonicalize()
+        .unwrap_or_else(|_| initramfs.to_owned());
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).ok()?;
+    // Mapping lines: `start-end perms offset device inode path`.
+    let end = smaps.lines().find_map(|line| {
+        let mut fields = line.split_whitespace();
+        let (_, end) = fields.next()?.split_once('-')?;
+        let path = fields.nth(4)?;
+        if Path::new(path) != initramfs {
+            return None;
+        }
+        u64::from_str_radix(end, 16).ok()
+    })?;
+    let start = end.checked_sub(memory_mib << 20)?;
+    Some(husk_vmm::metrics::parse_smaps(&smaps, &[(start, end)]).overhead_kib())
 }

@@ -46,6 +46,17 @@ pub enum AgentError {
     },
     #[error("the vsock device refused the stream to guest port {port}: {answer:?}")]
     StreamRefused { port: u32, answer: String },
+    #[error(
+        "the guest did not take the {kind:?} stream of {process} within {:.1} s (through {})",
+        timeout.as_secs_f64(),
+        path.display()
+    )]
+    StreamTimedOut {
+        process: ProcessRef,
+        kind: StreamKind,
+        path: PathBuf,
+        timeout: Duration,
+    },
 }
 
 /// Where the guest agent's control connection arrives for a VM whose vsock
@@ -189,13 +200,47 @@ pub fn open_stream(
     process: &ProcessRef,
     kind: StreamKind,
 ) -> Result<UnixStream, AgentError> {
-    let failed = |source| AgentError::OpenStream {
-        process: process.clone(),
-        kind,
-        path: vsock_path.to_owned(),
-        source,
+    open_stream_within(vsock_path, process, kind, None)
+}
+
+/// [`open_stream`] with the handshake bounded by `timeout` (None: no
+/// bound). The device answers `OK` only once the guest accepted the
+/// stream, so a guest that never answers (stuck, or hostile) would
+/// otherwise hold the caller for ever. The stream has no timeout once open.
+/// Bounding takes socket timeouts (setsockopt), which husk-vmm's own
+/// confined threads may not set; they pass None.
+pub fn open_stream_within(
+    vsock_path: &Path,
+    process: &ProcessRef,
+    kind: StreamKind,
+    timeout: Option<Duration>,
+) -> Result<UnixStream, AgentError> {
+    let failed = |source: io::Error| match timeout {
+        Some(timeout)
+            if matches!(
+                source.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            AgentError::StreamTimedOut {
+                process: process.clone(),
+                kind,
+                path: vsock_path.to_owned(),
+                timeout,
+            }
+        }
+        _ => AgentError::OpenStream {
+            process: process.clone(),
+            kind,
+            path: vsock_path.to_owned(),
+            source,
+        },
     };
     let mut stream = UnixStream::connect(vsock_path).map_err(failed)?;
+    if timeout.is_some() {
+        stream.set_read_timeout(timeout).map_err(failed)?;
+        stream.set_write_timeout(timeout).map_err(failed)?;
+    }
     stream
         .write_all(format!("CONNECT {STDIO_PORT}\n").as_bytes())
         .map_err(failed)?;
@@ -218,5 +263,95 @@ pub fn open_stream(
             stream: kind,
         },
     )?;
+    if timeout.is_some() {
+        stream.set_read_timeout(None).map_err(failed)?;
+        stream.set_write_timeout(None).map_err(failed)?;
+    }
     Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+    use std::sync::mpsc;
+
+    use husk_protocol::read_frame;
+    use vmm_sys_util::tempdir::TempDir;
+
+    use super::*;
+
+    /// A vsock socket whose host side answers each CONNECT with `answer`
+    /// (nothing at all when None) and keeps the streams until the test
+    /// ends; hands each stream's StreamHello back.
+    fn fake_vsock(path: &Path, answer: Option<&'static str>) -> mpsc::Receiver<StreamHello> {
+        let listener = UnixListener::bind(path).unwrap();
+        let (hellos, received) = mpsc::channel();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                let expected = format!("CONNECT {STDIO_PORT}\n");
+                let mut line = vec![0u8; expected.len()];
+                stream.read_exact(&mut line).unwrap();
+                assert_eq!(line, expected.as_bytes());
+                if let Some(answer) = answer {
+                    stream.write_all(answer.as_bytes()).unwrap();
+                    if let Ok(Some(hello)) = read_frame(&mut stream) {
+                        let _ = hellos.send(hello);
+                    }
+                }
+                held.push(stream);
+            }
+        });
+        received
+    }
+
+    #[test]
+    fn a_stream_the_guest_never_takes_times_out_with_its_name() {
+        let dir = TempDir::new_with_prefix("/tmp/husk-agent").unwrap();
+        let path = dir.as_path().join("vsock");
+        let _hellos = fake_vsock(&path, None);
+        let started = Instant::now();
+        let process = ProcessRef::Exec("exec-1".into());
+        let error = open_stream_within(
+            &path,
+            &process,
+            StreamKind::Stdin,
+            Some(Duration::from_millis(200)),
+        )
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(
+            matches!(error, AgentError::StreamTimedOut { .. }),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.starts_with(
+                "the guest did not take the Stdin stream of exec process \"exec-1\" within 0.2 s"
+            ),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_stream_the_guest_takes_is_opened_without_a_timeout_left_on_it() {
+        let dir = TempDir::new_with_prefix("/tmp/husk-agent").unwrap();
+        let path = dir.as_path().join("vsock");
+        let hellos = fake_vsock(&path, Some("OK 1073741824\n"));
+        let stream = open_stream_within(
+            &path,
+            &ProcessRef::Init,
+            StreamKind::Stdout,
+            Some(Duration::from_secs(5)),
+        )
+        .unwrap();
+        assert_eq!(stream.read_timeout().unwrap(), None);
+        assert_eq!(stream.write_timeout().unwrap(), None);
+        let hello = hellos.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(
+            (hello.process, hello.stream),
+            (ProcessRef::Init, StreamKind::Stdout)
+        );
+    }
 }

@@ -123,7 +123,15 @@ fn play_guest(scratch: &Path, terminal: bool) {
         },
         seccomp: SeccompMode::Kill,
     };
-    let sandbox = sandbox::start(&config, Some(&vsock), Some(&scratch.join("log"))).unwrap();
+    // husk-vmm's main connects to the console socket before the jail.
+    let connection = sandbox::connect_console(&config).unwrap();
+    let sandbox = sandbox::start(
+        &config,
+        connection,
+        Some(&vsock),
+        Some(&scratch.join("log")),
+    )
+    .unwrap();
 
     let mut control = UnixStream::connect(control_socket_path(&vsock)).unwrap();
     let ready = Event::Ready {

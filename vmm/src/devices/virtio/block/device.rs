@@ -910,6 +910,30 @@ mod tests {
     }
 
     #[test]
+    fn a_looping_chain_is_cut_at_the_queue_size_and_refused() {
+        let contents = pattern(8 * 512);
+        let image = Image::new(&contents);
+        let mem = memory();
+        let mock = MockSplitQueue::new(&mem, MOCK_QUEUE_SIZE);
+        write_header(&mem, 0, VIRTIO_BLK_T_IN, 0);
+        // The header and a data buffer naming each other as next: the queue
+        // library hands over MOCK_QUEUE_SIZE descriptors, alternating, and
+        // the request they make is refused before any I/O.
+        let descriptors = [
+            RawDescriptor::from(Descriptor::new(header_addr(0), 16, NEXT, 1)),
+            RawDescriptor::from(Descriptor::new(DATA, 512, WRITE | NEXT, 0)),
+        ];
+        mock.add_desc_chains(&descriptors, 0).unwrap();
+        assert!(run(&mock, &mem, &image.disk(false)));
+        assert_eq!(used_count(&mock, &mem), 1);
+        // The last descriptor handed over, the data buffer, took the status.
+        assert_eq!(used(&mock, &mem, 0), (0, 1));
+        assert_eq!(guest_bytes(&mem, DATA, 1), [VIRTIO_BLK_S_IOERR]);
+        assert_eq!(guest_bytes(&mem, DATA + 1, 511), [UNTOUCHED; 511]);
+        assert_eq!(image.contents(), contents);
+    }
+
+    #[test]
     fn an_unreadable_ring_entry_does_not_hang_the_device() {
         let image = Image::new(&pattern(512));
         let mem = memory();

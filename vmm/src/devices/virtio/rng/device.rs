@@ -240,6 +240,72 @@ mod tests {
         );
     }
 
+    fn used_count(mock: &MockSplitQueue<GuestMemoryMmap>, mem: &GuestMemoryMmap) -> u16 {
+        mem.read_obj(mock.used_addr().unchecked_add(2)).unwrap()
+    }
+
+    #[test]
+    fn a_looping_chain_is_cut_short_and_still_bounded() {
+        const INDIRECT: u16 = 4; // VRING_DESC_F_INDIRECT
+        let mem = memory();
+        let mock = MockSplitQueue::new(&mem, 16);
+        // Two buffers naming each other as next: the queue library stops
+        // after as many descriptors as the queue has, and the request stays
+        // within MAX_REQUEST_BYTES however many that is.
+        mock.add_desc_chains(
+            &[
+                desc(0x10_0000, MAX_REQUEST_BYTES / 4, WRITE | NEXT, 1),
+                desc(0x20_0000, MAX_REQUEST_BYTES / 4, WRITE | NEXT, 0),
+            ],
+            0,
+        )
+        .unwrap();
+        let mut queue: Queue = mock.create_queue().unwrap();
+        let mut fills = 0;
+        let mut fill = |buffer: &mut [u8]| {
+            fills += 1;
+            buffer.fill(3);
+            true
+        };
+        assert!(process_queue(&mut queue, &mem, &mut fill));
+        assert_eq!(used_count(&mock, &mem), 1);
+        assert_eq!(used_len(&mock, &mem, 0), MAX_REQUEST_BYTES);
+        assert_eq!(fills, 4, "no buffer is filled past the request's bound");
+
+        // A loop inside an indirect table: cut at the table's length.
+        let table = 0x30_0000u64;
+        for index in 0..4u16 {
+            let entry = desc(0x40_0000, 16, WRITE | NEXT, (index + 1) % 4);
+            mem.write_obj(entry, GuestAddress(table + u64::from(index) * 16))
+                .unwrap();
+        }
+        mock.add_desc_chains(&[desc(table, 4 * 16, INDIRECT, 0)], 2)
+            .unwrap();
+        assert!(process_queue(&mut queue, &mem, &mut fill_with(5)));
+        assert_eq!(used_count(&mock, &mem), 2);
+        assert_eq!(used_len(&mock, &mem, 1), 4 * 16);
+    }
+
+    #[test]
+    fn an_available_index_beyond_the_ring_takes_nothing() {
+        let mem = memory();
+        let mock = MockSplitQueue::new(&mem, 16);
+        mock.add_desc_chains(&[desc(0x10_0000, 64, WRITE, 0)], 0)
+            .unwrap();
+        // The driver claims 17 chains in a ring of 16.
+        mock.avail().idx().store(u16::to_le(17));
+        let mut queue: Queue = mock.create_queue().unwrap();
+        for _ in 0..3 {
+            assert!(!process_queue(&mut queue, &mem, &mut fill_with(1)));
+        }
+        assert_eq!(used_count(&mock, &mem), 0);
+        assert_eq!(
+            mem.read_obj::<u8>(GuestAddress(0x10_0000)).unwrap(),
+            0,
+            "no buffer filled"
+        );
+    }
+
     #[test]
     fn an_empty_queue_needs_no_interrupt() {
         let mem = memory();

@@ -73,6 +73,18 @@ impl Muxer {
         self.connections.get(&key)
     }
 
+    /// Streams waiting in the receive round.
+    #[cfg(test)]
+    pub fn rx_round_len(&self) -> usize {
+        self.rx_ready.len()
+    }
+
+    /// Guest data held for host sockets, over every stream.
+    #[cfg(test)]
+    pub fn buffered_total(&self) -> usize {
+        self.connections.values().map(Connection::buffered).sum()
+    }
+
     /// A checked packet from the guest (virtio 1.2 §5.10.6).
     pub fn handle_guest_packet(&mut self, header: &Header, op: Op, payload: &[u8]) {
         let key = header.key_from_guest();
@@ -195,6 +207,11 @@ impl Muxer {
             return;
         };
         self.by_fd.remove(&connection.stream.as_raw_fd());
+        // Its turn in the receive round goes too. Left there, a guest that
+        // never posts receive buffers could open and reset the same stream
+        // over and over and grow the round by one stale entry each time;
+        // without them the round holds each open stream at most once.
+        self.rx_ready.retain(|queued| *queued != key);
         // A stream the guest never heard of needs no RST.
         let guest_knows = connection.guest_knows();
         self.retired.push(Retired {

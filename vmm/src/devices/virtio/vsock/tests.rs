@@ -20,7 +20,7 @@ use vm_memory::{Address, Bytes, GuestAddress, GuestMemoryMmap};
 use vmm_sys_util::eventfd::EventFd;
 use vmm_sys_util::tempdir::TempDir;
 
-use super::connection::{ConnectionKey, BUFFER_SIZE};
+use super::connection::{ConnectionKey, BUFFER_SIZE, CREDIT_UPDATE_THRESHOLD};
 use super::muxer::MAX_CONNECTIONS;
 use super::packet::{
     Header, Op, HEADER_SIZE, HOST_CID, MAX_PAYLOAD, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM,
@@ -377,7 +377,8 @@ fn read_host(guest: &mut Guest, stream: &mut UnixStream, len: usize) -> Vec<u8> 
             got.len()
         );
         guest.pump();
-        match stream.read(&mut buffer[..len - got.len()]) {
+        let want = (len - got.len()).min(buffer.len());
+        match stream.read(&mut buffer[..want]) {
             Ok(0) => panic!("end of file after {} bytes", got.len()),
             Ok(count) => got.extend_from_slice(&buffer[..count]),
             Err(error) if error.kind() == io::ErrorKind::WouldBlock => {}
@@ -988,4 +989,358 @@ fn the_socket_file_goes_with_the_device() {
     drop(event_loop);
     drop(device);
     assert!(!path.exists());
+}
+
+// A hostile or broken driver: it floods streams, never takes what it is
+// sent, or hands the device rings and chains no real driver would. The
+// device must stay bounded in memory, never spin (`pump` fails on a busy
+// loop), and keep serving its other streams.
+
+const INDIRECT: u16 = 4; // VRING_DESC_F_INDIRECT
+
+impl Guest<'_> {
+    /// The driver resets the device and starts it again on fresh rings, as
+    /// Linux does after a failure (virtio 1.2 §3.1.1).
+    fn restart(&mut self) {
+        assert!(self.device.lock().unwrap().reset());
+        self.pump();
+        for queue in [&self.rx, &self.tx] {
+            self.mem
+                .write_obj(0u16, queue.avail_addr().unchecked_add(2))
+                .unwrap();
+            self.mem
+                .write_obj(0u16, used_ring(queue).unchecked_add(2))
+                .unwrap();
+        }
+        self.free_rx = (0..QUEUE_SIZE).collect();
+        self.rx_seen = 0;
+        self.tx_seen = 0;
+        self.inbox.clear();
+        self.activate();
+    }
+
+    /// Guest data the device holds for the host socket of `key`.
+    fn held_for(&self, key: ConnectionKey) -> usize {
+        self.device
+            .lock()
+            .unwrap()
+            .muxer
+            .connection(key)
+            .map_or(0, |connection| connection.buffered())
+    }
+
+    /// Moves the available index of `queue` `by` entries on, without any
+    /// chain behind them.
+    fn advance_avail_index(&self, queue: &MockSplitQueue<GuestMemoryMmap>, by: u16) {
+        let index = queue.avail_addr().unchecked_add(2);
+        let idx: u16 = self.mem.read_obj(index).unwrap();
+        self.mem.write_obj(idx.wrapping_add(by), index).unwrap();
+    }
+}
+
+/// Writes to a non-blocking host socket, running the device between
+/// writes, until the socket takes nothing more with the device idle: the
+/// bytes it took. Fails if it takes far more than socket buffers hold,
+/// which means someone (the device) keeps reading what the guest never
+/// receives.
+fn write_until_blocked(guest: &mut Guest, host: &mut UnixStream) -> usize {
+    const NEVER_BLOCKS: usize = 64 << 20;
+    host.set_nonblocking(true).unwrap();
+    let chunk = vec![0x5au8; 64 * 1024];
+    let mut written = 0;
+    loop {
+        guest.pump();
+        match host.write(&chunk) {
+            Ok(count) => written += count,
+            Err(error) if error.kind() == io::ErrorKind::WouldBlock => return written,
+            Err(error) => panic!("host write: {error}"),
+        }
+        assert!(
+            written < NEVER_BLOCKS,
+            "the host socket never filled: something takes data the guest does not"
+        );
+    }
+}
+
+#[test]
+fn a_guest_without_receive_buffers_cannot_grow_the_receive_round() {
+    let mem = memory();
+    let mut guest = Guest::started(&mem);
+    let listener = host_listener(&guest, 52);
+    listener.set_nonblocking(true).unwrap();
+    // Each REQUEST owes the guest a RESPONSE it has no buffer for; the RST
+    // right after ends the stream before the answer goes out.
+    let cycles = 4 * MAX_CONNECTIONS;
+    for _ in 0..cycles {
+        guest.send(from_guest(GUEST_TO_52, Op::Request), &[]);
+        guest.send(from_guest(GUEST_TO_52, Op::Rst), &[]);
+        while let Ok((host, _)) = listener.accept() {
+            drop(host);
+        }
+    }
+    assert_eq!(guest.connection_count(), 0);
+    let round = guest.device.lock().unwrap().muxer.rx_round_len();
+    assert_eq!(
+        round, 0,
+        "{round} ended streams wait for receive buffers after {cycles} cycles"
+    );
+    guest.expect_silence();
+}
+
+#[test]
+fn host_data_for_a_guest_that_never_takes_it_stays_in_the_host_socket() {
+    let mem = memory();
+    let mut guest = Guest::started(&mem);
+    let listener = host_listener(&guest, 52);
+    let mut host = guest.connect_to_host(&listener, GUEST_TO_52);
+
+    // No receive buffers at all: the device reads nothing, so the host
+    // writer is held back by its own socket.
+    let first = write_until_blocked(&mut guest, &mut host);
+    guest.collect();
+    assert!(guest.inbox.is_empty(), "{:?}", guest.inbox);
+
+    // Buffers, but the guest never acknowledges what it got: it receives
+    // exactly its advertised buffer, then nothing more.
+    let mut received = 0usize;
+    loop {
+        guest.top_up_rx(16);
+        guest.collect();
+        if guest.inbox.is_empty() {
+            break;
+        }
+        while let Some((header, payload)) = guest.inbox.pop_front() {
+            assert_eq!(header.op, Op::Rw as u16, "{header:?}");
+            received += payload.len();
+        }
+    }
+    assert_eq!(received, GUEST_BUFFER as usize);
+    let second = write_until_blocked(&mut guest, &mut host);
+    assert!(
+        second <= GUEST_BUFFER as usize,
+        "the device made room for {second} bytes though the guest took {received}"
+    );
+    guest.expect_silence();
+    assert!(first + second > received, "the host socket held the rest");
+
+    // The guest finally consumes what it got: data flows again.
+    guest.send(
+        Header {
+            fwd_cnt: GUEST_BUFFER,
+            ..from_guest(GUEST_TO_52, Op::CreditUpdate)
+        },
+        &[],
+    );
+    guest.expect(Op::Rw, GUEST_TO_52);
+}
+
+#[test]
+fn a_flood_on_many_streams_is_held_within_each_stream_s_credit() {
+    /// The guest's view of one stream's credit (§5.10.6.3).
+    struct Sender {
+        key: ConnectionKey,
+        peer_buffer: u32,
+        peer_forwarded: u32,
+        sent: u32,
+    }
+    impl Sender {
+        fn room(&self) -> u32 {
+            self.peer_buffer - self.sent.wrapping_sub(self.peer_forwarded)
+        }
+    }
+
+    const STREAMS: u32 = 32;
+    let mem = memory();
+    let mut guest = Guest::started(&mem);
+    let listener = host_listener(&guest, 52);
+    // The host programs accept and never read.
+    let mut hosts = Vec::new();
+    let mut senders = Vec::new();
+    for index in 0..STREAMS {
+        let key = ConnectionKey {
+            local_port: 52,
+            peer_port: 3000 + index,
+        };
+        hosts.push(guest.connect_to_host(&listener, key));
+        senders.push(Sender {
+            key,
+            peer_buffer: BUFFER_SIZE,
+            peer_forwarded: 0,
+            sent: 0,
+        });
+    }
+
+    // Every stream sends as fast as its credit allows, until none can.
+    let chunk = vec![0xa5u8; MAX_PAYLOAD as usize];
+    let mut rounds = 0;
+    loop {
+        rounds += 1;
+        assert!(rounds < 1000, "the flood never ran out of credit");
+        let mut progress = false;
+        for sender in &mut senders {
+            let len = sender.room().min(MAX_PAYLOAD) as usize;
+            if len > 0 {
+                guest.send(data(sender.key, len), &chunk[..len]);
+                sender.sent = sender.sent.wrapping_add(len as u32);
+                progress = true;
+            }
+        }
+        guest.top_up_rx(16);
+        guest.collect();
+        while let Some((header, _)) = guest.inbox.pop_front() {
+            // Credit updates only: a guest within its credit is never reset.
+            assert_eq!(header.op, Op::CreditUpdate as u16, "{header:?}");
+            let sender = senders
+                .iter_mut()
+                .find(|sender| sender.key.peer_port == header.dst_port)
+                .expect("an update for a flooding stream");
+            sender.peer_buffer = header.buf_alloc;
+            sender.peer_forwarded = header.fwd_cnt;
+            progress = true;
+        }
+        for sender in &senders {
+            assert!(guest.held_for(sender.key) <= BUFFER_SIZE as usize);
+        }
+        if !progress {
+            break;
+        }
+    }
+
+    assert_eq!(guest.connection_count(), STREAMS as usize);
+    let held = guest.device.lock().unwrap().muxer.buffered_total();
+    assert!(
+        held <= (STREAMS * BUFFER_SIZE) as usize,
+        "{held} bytes held for {STREAMS} streams"
+    );
+    for sender in &senders {
+        assert_eq!(
+            sender.room(),
+            0,
+            "stream {} still has credit",
+            sender.key.peer_port
+        );
+        assert!(
+            guest.held_for(sender.key) > 0,
+            "the flood on stream {} reached the device's buffer",
+            sender.key.peer_port
+        );
+    }
+
+    // One host reader wakes up: its stream drains whole and its guest hears
+    // of the room, while the others stay held.
+    let first = &senders[0];
+    let drained = read_host(&mut guest, &mut hosts[0], first.sent as usize);
+    assert!(drained.iter().all(|&byte| byte == 0xa5));
+    assert_eq!(guest.held_for(first.key), 0);
+    // The update went into a buffer the flood left posted, as soon as a
+    // threshold's worth reached the host reader.
+    guest.collect();
+    let (update, _) = guest.inbox.pop_back().expect("a credit update");
+    assert_eq!(
+        (update.op, update.dst_port),
+        (Op::CreditUpdate as u16, first.key.peer_port)
+    );
+    assert!(first.sent.wrapping_sub(update.fwd_cnt) < CREDIT_UPDATE_THRESHOLD);
+    assert!(guest.held_for(senders[1].key) > 0);
+}
+
+#[test]
+fn looping_descriptor_chains_are_cut_short_and_given_back() {
+    let mem = memory();
+    let mut guest = Guest::started(&mem);
+    let listener = host_listener(&guest, 52);
+    let mut host = guest.connect_to_host(&listener, GUEST_TO_52);
+
+    // A header that names itself as its next descriptor: the chain only ends
+    // where the queue size cuts it, and then holds more bytes than the
+    // header announces. The stream can't be trusted any more.
+    mem.write_slice(
+        &from_guest(GUEST_TO_52, Op::CreditRequest).encode(),
+        GuestAddress(TX_HEADER),
+    )
+    .unwrap();
+    guest.send_chain(&[desc(TX_HEADER, HEADER_SIZE as u32, NEXT, 0)]);
+    guest.expect(Op::Rst, GUEST_TO_52);
+    assert!(at_eof(&mut guest, &mut host));
+
+    // Header and payload pointing at each other.
+    let mut host = guest.connect_to_host(&listener, GUEST_TO_52);
+    mem.write_slice(&data(GUEST_TO_52, 4).encode(), GuestAddress(TX_HEADER))
+        .unwrap();
+    mem.write_slice(b"loop", GuestAddress(TX_PAYLOAD)).unwrap();
+    guest.send_chain(&[
+        desc(TX_HEADER, HEADER_SIZE as u32, NEXT, 1),
+        desc(TX_PAYLOAD, 4, NEXT, 0),
+    ]);
+    guest.expect(Op::Rst, GUEST_TO_52);
+    assert!(at_eof(&mut guest, &mut host));
+
+    // A loop inside an indirect table (not offered, followed anyway by the
+    // queue library): cut at the table's length.
+    let table = 0x90_0000u64;
+    for index in 0..4u16 {
+        let entry = desc(TX_HEADER, HEADER_SIZE as u32, NEXT, (index + 1) % 4);
+        mem.write_obj(entry, GuestAddress(table + u64::from(index) * 16))
+            .unwrap();
+    }
+    guest.send_chain(&[desc(table, 4 * 16, INDIRECT, 0)]);
+    guest.expect_silence();
+    assert_eq!(guest.connection_count(), 0);
+
+    // A receive chain that loops over one small buffer: the packet is
+    // written (over itself) and the chain comes back used.
+    let (mut established, key) = guest.connect_from_host(80);
+    let mut client = UnixStream::connect(&guest.path).unwrap();
+    client.write_all(b"CONNECT 81\n").unwrap();
+    guest.pump();
+    let index = guest.free_rx.pop_front().unwrap();
+    let buffer = RX_BUFFERS + u64::from(index) * RX_SLOT;
+    offer(
+        &mem,
+        &guest.rx,
+        &[desc(buffer, 16, WRITE | NEXT, index)],
+        index,
+    );
+    guest.rx_notifier.write(1).unwrap();
+    guest.pump();
+    let entry = used_ring(&guest.rx).unchecked_add(4 + u64::from(guest.rx_seen % QUEUE_SIZE) * 8);
+    let used_id: u32 = mem.read_obj(entry).unwrap();
+    let used_len: u32 = mem.read_obj(entry.unchecked_add(4)).unwrap();
+    assert_eq!((used_id, used_len), (u32::from(index), HEADER_SIZE as u32));
+    guest.rx_seen = guest.rx_seen.wrapping_add(1);
+    guest.free_rx.push_back(index);
+    // The device goes on as before on the stream it already had.
+    guest.send(data(key, 2), b"ok");
+    assert_eq!(read_host(&mut guest, &mut established, 2), b"ok");
+    guest.expect_silence();
+}
+
+#[test]
+fn an_available_index_beyond_the_ring_stops_the_queue_until_a_reset() {
+    let mem = memory();
+    let mut guest = Guest::started(&mem);
+
+    // The driver claims more chains than either ring holds. The device
+    // takes nothing from them and does not spin on them.
+    guest.advance_avail_index(&guest.tx, QUEUE_SIZE + 1);
+    guest.tx_notifier.write(1).unwrap();
+    guest.pump();
+    assert_eq!(guest.used_idx(&guest.tx), guest.tx_seen, "nothing taken");
+
+    guest.advance_avail_index(&guest.rx, QUEUE_SIZE + 1);
+    let mut client = UnixStream::connect(&guest.path).unwrap();
+    client.write_all(b"CONNECT 52\n").unwrap();
+    guest.pump();
+    guest.rx_notifier.write(1).unwrap();
+    guest.pump();
+    assert_eq!(guest.used_idx(&guest.rx), 0, "nothing written");
+    assert!(!at_eof(&mut guest, &mut client), "the host program waits");
+
+    // A reset drops the stream that never got through; the device works
+    // again on the driver's fresh rings.
+    guest.restart();
+    assert!(at_eof(&mut guest, &mut client));
+    let (mut client, key) = guest.connect_from_host(52);
+    guest.send(data(key, 4), b"back");
+    assert_eq!(read_host(&mut guest, &mut client, 4), b"back");
 }
