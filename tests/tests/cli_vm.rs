@@ -470,18 +470,22 @@ const CREATE_OVERHEAD: Duration = Duration::from_secs(40);
 fn a_corrupt_initramfs_fails_create_within_the_boot_timeout_and_leaves_nothing() {
     let husk = Husk::vm("corrupt-initramfs");
     let artifacts = Artifacts::get();
-    // Neither a cpio archive nor any compressed format the kernel knows:
-    // it finds no init, panics, and with panic=-1 resets the VM at once
-    // (or is still at it when the boot timeout ends the wait).
+    // A cpio archive's magic, so that husk and husk-vmm take it (a file
+    // without one is refused before anything boots: cli_faults), then
+    // garbage: the guest kernel's unpacking fails, it finds no init,
+    // panics, and with panic=-1 resets the VM at once (or is still at it
+    // when the boot timeout ends the wait).
     let garbage = husk.file("garbage-initramfs.cpio");
     let mut state = 0x2545_f491_u32;
-    let bytes: Vec<u8> = (0..1 << 20)
-        .map(|_| {
+    let bytes: Vec<u8> = b"070701"
+        .iter()
+        .copied()
+        .chain((0..1 << 20).map(|_| {
             state ^= state << 13;
             state ^= state >> 17;
             state ^= state << 5;
             state.to_le_bytes()[0]
-        })
+        }))
         .collect();
     fs::write(&garbage, bytes).expect("write the corrupt initramfs");
     husk.configure(&json!({

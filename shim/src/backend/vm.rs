@@ -58,7 +58,7 @@ use husk_protocol::{
 };
 use oci_spec::runtime::{ContainerState, LinuxResources};
 
-use self::agent::{AgentClient, AgentError, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
+use self::agent::{AgentClient, AgentError, AgentTimeouts, CONNECT_TIMEOUT, REQUEST_TIMEOUT};
 use self::artifacts::{ArtifactError, Surroundings};
 use self::directories::{DirectoryError, PlannedDirectory};
 use self::exec::{new_exec_id, open_exec_stdio, ExecRun};
@@ -205,6 +205,8 @@ struct Session {
 
 pub struct VmBackend {
     session: Mutex<Session>,
+    /// How long its commands wait on the guest.
+    timeouts: AgentTimeouts,
 }
 
 impl Default for VmBackend {
@@ -223,6 +225,7 @@ impl VmBackend {
     pub fn new() -> VmBackend {
         VmBackend {
             session: Mutex::new(Session::default()),
+            timeouts: AgentTimeouts::default(),
         }
     }
 
@@ -253,7 +256,7 @@ impl VmBackend {
     ) -> Result<Response, VmError> {
         let mut agent = self.agent(container)?;
         let response = agent
-            .expect(request, Some(REQUEST_TIMEOUT), accept)
+            .expect(request, Some(self.timeouts.request), accept)
             .map_err(|error| not_running_or(error, VmError::Agent))?;
         self.keep_agent(agent);
         Ok(response)
@@ -531,12 +534,15 @@ impl VmBackend {
         // 255: the status could not be learnt.
         let status = status.unwrap_or(u8::MAX);
         if [vmm::EXIT_VMM_FAILED, vmm::EXIT_GUEST_CRASHED].contains(&i32::from(status)) {
+            // `run` removes these files next: what they say goes with the
+            // warning.
             logging::warning(format!(
                 "container {}: husk-vmm exited with {status}: the VM failed, not the container; \
-                 see {} and {}",
+                 see {} and {}{}",
                 container.id,
                 files.vmm_log.display(),
-                files.console_log.display()
+                files.console_log.display(),
+                why_the_vm_ended(&files)
             ));
         }
         Ok(status)
@@ -573,7 +579,17 @@ impl VmBackend {
             &process,
             terminal,
             context.console_socket,
-        )?;
+            self.timeouts.stream_open,
+        )
+        // The VM gone since the check above: say so, not how the stream's
+        // connection failed.
+        .map_err(|error| {
+            if vm_has_stopped(container) {
+                VmError::NotRunning
+            } else {
+                error
+            }
+        })?;
         let mut agent = connect(container)?;
         agent
             .expect(
@@ -582,7 +598,7 @@ impl VmBackend {
                     process: context.process.clone(),
                     stdio: setup,
                 })),
-                Some(REQUEST_TIMEOUT),
+                Some(self.timeouts.request),
                 |response| matches!(response, Response::ExecStarted { .. }),
             )
             .map_err(|error| not_running_or(error, VmError::Exec))?;
@@ -678,6 +694,7 @@ impl VmPlan {
             &Surroundings::of_this_process(),
         )
         .map_err(VmError::Artifacts)?;
+        artifacts::check_boot_files(&artifacts, &config_path).map_err(VmError::Artifacts)?;
         Ok(VmPlan {
             terminal,
             artifacts,
@@ -823,6 +840,14 @@ fn connect(container: &ContainerRecord) -> Result<AgentClient, VmError> {
         .map_err(|error| not_running_or(error, VmError::Agent))
 }
 
+/// Whether a container's VM has stopped or is stopping: husk-vmm is gone,
+/// or its agent socket takes no connection any more.
+fn vm_has_stopped(container: &ContainerRecord) -> bool {
+    !container.process_is_alive()
+        || AgentClient::connect(&VmFiles::of(container).agent_socket, Duration::ZERO)
+            .is_err_and(|error| error.vm_is_gone())
+}
+
 /// A VM that went away means a stopped container, whatever was asked.
 fn not_running_or(error: AgentError, wrap: fn(AgentError) -> VmError) -> VmError {
     if error.vm_is_gone() {
@@ -837,7 +862,7 @@ fn not_running_or(error: AgentError, wrap: fn(AgentError) -> VmError) -> VmError
 fn with_logs(error: AgentError, files: &VmFiles) -> AgentError {
     let logs = format!(
         "{}{}",
-        vmm::tail(&files.vmm_log, "husk-vmm's log"),
+        why_the_vm_ended(files),
         vmm::tail(&files.console_log, "the console")
     );
     match error {
@@ -852,6 +877,15 @@ fn with_logs(error: AgentError, files: &VmFiles) -> AgentError {
         }
         other => other,
     }
+}
+
+/// What a VM's files say about why it ended: the guest kernel's panic
+/// message if it panicked, and the end of husk-vmm's log.
+fn why_the_vm_ended(files: &VmFiles) -> String {
+    let panic = vmm::guest_panic(&files.console_log)
+        .map(|line| format!("\n  the guest kernel panicked: {line}"))
+        .unwrap_or_default();
+    panic + &vmm::tail(&files.vmm_log, "husk-vmm's log")
 }
 
 /// Listens on `path` for husk-vmm's pty master and receives it on a
@@ -1060,11 +1094,28 @@ impl Backend for VmBackend {
         self.exec_process(context).map_err(VmError::into_backend)
     }
 
-    fn wait_exec(&self, _container: &ContainerRecord, _pid: i32) -> Result<u8, BackendError> {
+    fn wait_exec(&self, container: &ContainerRecord, _pid: i32) -> Result<u8, BackendError> {
         let run = self.session().exec.take();
-        run.ok_or(VmError::NoExec)
+        let status = run
+            .ok_or(VmError::NoExec)
             .and_then(ExecRun::run)
-            .map_err(VmError::into_backend)
+            .map_err(VmError::into_backend)?;
+        // 137: the process's status when the VM went away under it (255:
+        // when its status was lost with it); the caller learns why here,
+        // not from the bare number.
+        let vm_gone_statuses = [128 + libc::SIGKILL as u8, u8::MAX];
+        if vm_gone_statuses.contains(&status) && vm_has_stopped(container) {
+            let files = VmFiles::of(container);
+            logging::warning(format!(
+                "container {}: the VM stopped while the exec process ran, which ended with it \
+                 (status {status}); see {} and {}{}",
+                container.id,
+                files.vmm_log.display(),
+                files.console_log.display(),
+                why_the_vm_ended(&files)
+            ));
+        }
+        Ok(status)
     }
 
     fn processes(&self, container: &ContainerRecord) -> Result<Vec<i32>, BackendError> {
@@ -1261,6 +1312,7 @@ fn convert_stats(stats: husk_protocol::ContainerStats) -> Stats {
 mod tests {
     use std::collections::HashMap;
     use std::fs;
+    use std::io::{Read, Write};
     use std::os::unix::net::UnixListener;
 
     use husk_protocol::{read_frame, write_frame, GuestMessage, HostMessage};
@@ -1476,5 +1528,111 @@ mod tests {
         assert!(VmError::NotRunning
             .to_string()
             .contains("container not running"));
+    }
+
+    /// Stands in for a running husk-vmm at `files` whose guest stops
+    /// answering: the vsock socket answers the stdio streams' CONNECT (only
+    /// when `take_streams`) and keeps them; the agent socket takes every
+    /// request, and answers `reply` bytes (perhaps none) to the first.
+    fn silent_guest(files: &VmFiles, take_streams: bool, reply: &'static [u8]) {
+        let vsock = UnixListener::bind(&files.vsock_socket).unwrap();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for mut stream in vsock.incoming().flatten() {
+                let mut line = Vec::new();
+                let mut byte = [0u8; 1];
+                while line.last() != Some(&b'\n') && stream.read_exact(&mut byte).is_ok() {
+                    line.push(byte[0]);
+                }
+                if take_streams {
+                    let _ = stream.write_all(b"OK 1073741824\n");
+                }
+                held.push(stream);
+            }
+        });
+        let agent = UnixListener::bind(&files.agent_socket).unwrap();
+        thread::spawn(move || {
+            let mut held = Vec::new();
+            for mut connection in agent.incoming().flatten() {
+                if read_frame::<_, HostMessage>(&mut connection).is_ok() {
+                    let _ = connection.write_all(reply);
+                }
+                held.push(connection);
+            }
+        });
+    }
+
+    /// A backend that gives the guest 300 ms for each step.
+    fn impatient_backend() -> VmBackend {
+        VmBackend {
+            timeouts: AgentTimeouts {
+                request: Duration::from_millis(300),
+                stream_open: Duration::from_millis(300),
+            },
+            ..VmBackend::new()
+        }
+    }
+
+    #[test]
+    fn exec_in_a_guest_that_stops_answering_fails_in_time_naming_the_step() {
+        let backend = impatient_backend();
+        let process = oci_spec::runtime::ProcessBuilder::default()
+            .args(vec!["true".to_string()])
+            .cwd("/")
+            .build()
+            .unwrap();
+        for (take_streams, step) in [
+            (
+                false,
+                "vm backend: open the Stdin stream of the exec process: the guest did not take \
+                 the Stdin stream of exec process",
+            ),
+            (
+                true,
+                "vm backend: start the exec process in the guest: the guest did not answer Exec \
+                 within 0.3 s",
+            ),
+        ] {
+            let directory = tempfile::tempdir().unwrap();
+            let files = VmFiles::create(directory.path(), directory.path()).unwrap();
+            silent_guest(&files, take_streams, b"");
+            // This test process stands for husk-vmm: a pid that is alive.
+            let container = record(std::process::id() as i32, &files, directory.path());
+            let started = Instant::now();
+            let error = backend
+                .exec(&ExecContext {
+                    container: &container,
+                    process: &process,
+                    detach: true,
+                    console_socket: None,
+                    pid_file: None,
+                    preserve_fds: 0,
+                    cli_started: started,
+                })
+                .unwrap_err();
+            let took = started.elapsed();
+            assert!(took < Duration::from_secs(5), "exec gave up after {took:?}");
+            let message = husk_init::engine::error_chain(&error);
+            assert!(message.starts_with(step), "{message}");
+            assert_eq!(error.exit_code(), 1);
+        }
+    }
+
+    #[test]
+    fn a_signal_answered_with_half_a_frame_fails_in_time() {
+        let directory = tempfile::tempdir().unwrap();
+        let files = VmFiles::create(directory.path(), directory.path()).unwrap();
+        // The length of a 64-byte frame and three bytes of it.
+        silent_guest(&files, true, b"\0\0\0\x40{\"i");
+        let container = record(std::process::id() as i32, &files, directory.path());
+        let started = Instant::now();
+        let error = impatient_backend()
+            .kill(&container, Signal::TERM, false)
+            .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            husk_init::engine::error_chain(&error),
+            "vm backend: talk to the guest: the guest did not answer Signal within 0.3 s"
+        );
     }
 }

@@ -5,7 +5,7 @@
 //! back on the connection it came from, and copies every guest event to
 //! every connection (protocol/src/messages.rs, "Connections").
 
-use std::io::{self, ErrorKind};
+use std::io::{self, ErrorKind, Read};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::thread;
@@ -24,6 +24,30 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a command that finds no agent socket keeps trying (the socket
 /// appears only once the guest is ready).
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the guest may take to accept one of an exec's stdio streams.
+/// Its kernel answers the vsock handshake itself, agent or not, and at once
+/// when healthy; generous for an emulated guest. Past it the guest is stuck
+/// or hostile, and exec fails instead of hanging.
+pub const STREAM_OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long the CLI waits on the guest, step by step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentTimeouts {
+    /// For the answer to a request other than Wait.
+    pub request: Duration,
+    /// For the guest to accept a stdio stream.
+    pub stream_open: Duration,
+}
+
+impl Default for AgentTimeouts {
+    fn default() -> Self {
+        AgentTimeouts {
+            request: REQUEST_TIMEOUT,
+            stream_open: STREAM_OPEN_TIMEOUT,
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -61,7 +85,7 @@ pub enum AgentError {
     },
     #[error("the VM went away before it answered {request} (the container has stopped)")]
     Closed { request: &'static str },
-    #[error("the guest did not answer {request} within {} s", timeout.as_secs())]
+    #[error("the guest did not answer {request} within {:.1} s", timeout.as_secs_f64())]
     TimedOut {
         request: &'static str,
         timeout: Duration,
@@ -189,9 +213,10 @@ impl AgentClient {
     }
 
     /// Sends `request` and returns the guest's answer, passing over the
-    /// events that arrive first. `timeout` bounds the wait for the answer (None: wait
-    /// as long as it takes, for Wait). An Error answer is returned as
-    /// [`AgentError::Refused`].
+    /// events that arrive first. `timeout` bounds the whole exchange, the
+    /// send and the wait for the answer, however the guest trickles bytes
+    /// or events meanwhile (None: wait as long as it takes, for Wait). An
+    /// Error answer is returned as [`AgentError::Refused`].
     pub fn request(
         &mut self,
         request: Request,
@@ -200,6 +225,15 @@ impl AgentClient {
         let name = request_name(&request);
         let id = self.next_id;
         self.next_id += 1;
+        let deadline = timeout.map(|timeout| Instant::now() + timeout);
+        let timed_out = || AgentError::TimedOut {
+            request: name,
+            timeout: timeout.unwrap_or_default(),
+        };
+        // A VM that reads nothing must not hold the send for ever either.
+        self.stream
+            .set_write_timeout(timeout)
+            .map_err(AgentError::SetTimeout)?;
         self.stream
             .set_read_timeout(timeout)
             .map_err(AgentError::SetTimeout)?;
@@ -208,24 +242,22 @@ impl AgentClient {
                 CodecError::Write { source: io } if is_disconnect(io) => {
                     AgentError::Closed { request: name }
                 }
+                CodecError::Write { source: io } if is_timeout(io) => timed_out(),
                 _ => AgentError::Send {
                     request: name,
                     source,
                 },
             },
         )?;
+        let mut reader = DeadlineReader {
+            stream: &self.stream,
+            deadline,
+        };
         loop {
-            let message = match read_frame::<_, GuestMessage>(&mut self.stream) {
+            let message = match read_frame::<_, GuestMessage>(&mut reader) {
                 Ok(Some(message)) => message,
                 Ok(None) => return Err(AgentError::Closed { request: name }),
-                Err(CodecError::Read { source })
-                    if matches!(source.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                {
-                    return Err(AgentError::TimedOut {
-                        request: name,
-                        timeout: timeout.unwrap_or_default(),
-                    })
-                }
+                Err(CodecError::Read { source }) if is_timeout(&source) => return Err(timed_out()),
                 Err(CodecError::Read { source }) if is_disconnect(&source) => {
                     return Err(AgentError::Closed { request: name })
                 }
@@ -277,6 +309,34 @@ impl AgentClient {
     }
 }
 
+/// The agent connection, each read bounded by what is left until
+/// `deadline`: a timeout per read alone would let a guest that sends a byte
+/// (or an event) now and then hold a request open for ever.
+struct DeadlineReader<'a> {
+    stream: &'a UnixStream,
+    deadline: Option<Instant>,
+}
+
+impl Read for DeadlineReader<'_> {
+    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::Error::from(ErrorKind::TimedOut));
+            }
+            self.stream.set_read_timeout(Some(left))?;
+        }
+        let mut stream = self.stream;
+        stream.read(buffer)
+    }
+}
+
+/// A socket timeout (SO_RCVTIMEO, SO_SNDTIMEO) ran out, or the deadline
+/// did: socket(7) reports EAGAIN.
+fn is_timeout(error: &io::Error) -> bool {
+    matches!(error.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut)
+}
+
 fn is_disconnect(error: &io::Error) -> bool {
     matches!(
         error.kind(),
@@ -286,6 +346,7 @@ fn is_disconnect(error: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
     use std::os::unix::net::UnixListener;
 
     use husk_protocol::{Event, ExitStatus, ProcessRef};
@@ -482,5 +543,135 @@ mod tests {
         closer.join().unwrap();
         assert!(error.vm_is_gone(), "{error:?}");
         assert!(error.to_string().contains("ListProcesses"), "{error}");
+    }
+
+    /// Runs `call` on a thread of its own; fails the test if it has not
+    /// returned within `limit` (a request that never times out would
+    /// otherwise hang the test).
+    fn within<T: Send + 'static>(limit: Duration, call: impl FnOnce() -> T + Send + 'static) -> T {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let _ = sender.send(call());
+        });
+        receiver
+            .recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("still waiting after {limit:?}"))
+    }
+
+    /// A stand-in agent that reads the first request and then does
+    /// `misbehave` with the connection instead of answering.
+    fn misbehaving_agent(
+        path: &Path,
+        misbehave: impl FnOnce(&mut UnixStream) + Send + 'static,
+    ) -> thread::JoinHandle<()> {
+        let listener = UnixListener::bind(path).unwrap();
+        thread::spawn(move || {
+            let (mut connection, _) = listener.accept().unwrap();
+            let _ = read_frame::<_, HostMessage>(&mut connection);
+            misbehave(&mut connection);
+        })
+    }
+
+    const SHORT: Duration = Duration::from_millis(300);
+
+    /// Sends Stats with the SHORT timeout; returns the error and how long
+    /// it took to come.
+    fn stats_from(path: &Path) -> (AgentError, Duration) {
+        let path = path.to_owned();
+        within(Duration::from_secs(20), move || {
+            let mut agent = AgentClient::connect(&path, Duration::from_secs(5)).unwrap();
+            let started = Instant::now();
+            let error = agent.request(Request::Stats, Some(SHORT)).unwrap_err();
+            (error, started.elapsed())
+        })
+    }
+
+    #[test]
+    fn events_without_an_answer_do_not_keep_a_request_waiting() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("agent.sock");
+        // A guest that chatters on but never replies.
+        let server = misbehaving_agent(&path, |connection| {
+            let event = GuestMessage::Event(Event::Exited {
+                process: ProcessRef::Init,
+                status: ExitStatus::Code(0),
+            });
+            while write_frame(&mut *connection, &event).is_ok() {
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let (error, took) = stats_from(&path);
+        assert!(matches!(error, AgentError::TimedOut { .. }), "{error:?}");
+        assert!(took < SHORT + Duration::from_secs(2), "{took:?}");
+        assert_eq!(
+            error.to_string(),
+            "the guest did not answer Stats within 0.3 s"
+        );
+        assert!(!error.vm_is_gone());
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn half_a_frame_or_a_trickle_times_out() {
+        let directory = tempfile::tempdir().unwrap();
+        // The length of a 100-byte frame and 10 bytes of it, then silence.
+        let path = directory.path().join("half.sock");
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let server = misbehaving_agent(&path, move |connection| {
+            connection.write_all(&100u32.to_be_bytes()).unwrap();
+            connection.write_all(&[b'{'; 10]).unwrap();
+            let _ = released.recv();
+        });
+        let (error, took) = stats_from(&path);
+        assert!(matches!(error, AgentError::TimedOut { .. }), "{error:?}");
+        assert!(took < SHORT + Duration::from_secs(2), "{took:?}");
+        drop(release);
+        server.join().unwrap();
+
+        // A frame sent a byte at a time, each well within the timeout: the
+        // whole answer is still bounded by it.
+        let path = directory.path().join("trickle.sock");
+        let server = misbehaving_agent(&path, |connection| {
+            let _ = connection.write_all(&1000u32.to_be_bytes());
+            while connection.write_all(b" ").is_ok() {
+                thread::sleep(Duration::from_millis(20));
+            }
+        });
+        let (error, took) = stats_from(&path);
+        assert!(matches!(error, AgentError::TimedOut { .. }), "{error:?}");
+        assert!(took < SHORT + Duration::from_secs(2), "{took:?}");
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn a_guest_that_reads_nothing_times_out_the_send() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("agent.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        // Accepts, and never reads a byte.
+        let server = thread::spawn(move || {
+            let (_connection, _) = listener.accept().unwrap();
+            let _ = released.recv();
+        });
+        // A request far larger than the socket's buffers.
+        let process = oci_spec::runtime::ProcessBuilder::default()
+            .args(vec!["x".repeat(4 << 20)])
+            .cwd("/")
+            .build()
+            .unwrap();
+        let exec = Request::Exec(Box::new(husk_protocol::ExecRequest {
+            exec_id: "exec-1".to_string(),
+            process,
+            stdio: husk_protocol::StdioSetup::Terminal,
+        }));
+        let error = within(Duration::from_secs(20), move || {
+            let mut agent = AgentClient::connect(&path, Duration::from_secs(5)).unwrap();
+            agent.request(exec, Some(SHORT)).unwrap_err()
+        });
+        assert!(matches!(error, AgentError::TimedOut { .. }), "{error:?}");
+        assert!(error.to_string().contains("Exec"), "{error}");
+        drop(release);
+        server.join().unwrap();
     }
 }

@@ -13,8 +13,11 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+
+use husk_vmm::arch::x86_64::boot;
 
 use crate::config::HuskConfig;
 
@@ -127,6 +130,19 @@ pub enum ArtifactError {
         looked: String,
         config_path: PathBuf,
     },
+    #[error(
+        "{} {} {problem}; {}, or point {} at a good one",
+        piece.description(),
+        path.display(),
+        piece.how_to_build(),
+        where_to_point(*piece, config_path)
+    )]
+    Corrupt {
+        piece: Piece,
+        path: PathBuf,
+        problem: String,
+        config_path: PathBuf,
+    },
 }
 
 fn where_to_point(piece: Piece, config_path: &Path) -> String {
@@ -195,6 +211,48 @@ pub fn find(
             surroundings,
         )?,
         vmm: find_piece(Piece::Vmm, config.vmm.as_deref(), config_path, surroundings)?,
+    })
+}
+
+/// Reads the headers of the kernel and the initramfs [`find`] chose, as
+/// husk-vmm does before it loads them (`husk_vmm::arch::x86_64::boot`): a
+/// file cut short, or one that is no kernel or initramfs at all, is refused
+/// before an image is built or a VM started, saying how to build a good
+/// one, instead of failing in husk-vmm's loader or as a guest panic.
+pub fn check_boot_files(artifacts: &Artifacts, config_path: &Path) -> Result<(), ArtifactError> {
+    for (piece, path) in [
+        (Piece::Kernel, &artifacts.kernel),
+        (Piece::Initramfs, &artifacts.initramfs),
+    ] {
+        boot_file_problem(piece, path).map_err(|problem| ArtifactError::Corrupt {
+            piece,
+            path: path.clone(),
+            problem,
+            config_path: config_path.to_path_buf(),
+        })?;
+    }
+    Ok(())
+}
+
+/// What husk-vmm would find wrong with `path` as `piece`, if anything.
+fn boot_file_problem(piece: Piece, path: &Path) -> Result<(), String> {
+    let cannot_read = |error: &dyn std::error::Error| {
+        format!(
+            "cannot be read ({})",
+            error
+                .source()
+                .map_or_else(|| error.to_string(), ToString::to_string)
+        )
+    };
+    let mut file = File::open(path).map_err(|error| format!("cannot be read ({error})"))?;
+    let checked = match piece {
+        Piece::Kernel => boot::check_kernel(&mut file, path).map(drop),
+        Piece::Initramfs => boot::check_initrd(&file, path),
+        Piece::Vmm => Ok(()),
+    };
+    checked.map_err(|error| match error.file_problem() {
+        Some(problem) => problem.to_string(),
+        None => cannot_read(&error),
     })
 }
 
@@ -417,6 +475,66 @@ mod tests {
             error.contains("\"kernel\" in /etc/husk/config.json"),
             "{error}"
         );
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+
+    #[test]
+    fn a_kernel_or_initramfs_that_cannot_boot_says_what_is_wrong_and_how_to_build_it() {
+        let setup = Setup::new();
+        let artifacts = |kernel: &[u8], initramfs: &[u8]| {
+            let kernel_path = setup.path("vmlinux");
+            let initramfs_path = setup.path("husk-initramfs.cpio");
+            fs::write(&kernel_path, kernel).unwrap();
+            fs::write(&initramfs_path, initramfs).unwrap();
+            Artifacts {
+                kernel: kernel_path,
+                initramfs: initramfs_path,
+                vmm: setup.path("bin/husk-vmm"),
+            }
+        };
+        let config_path = Path::new("/etc/husk/config.json");
+        // An ELF64 header with no program headers is whole; a cpio archive
+        // starts with its magic.
+        let mut elf = vec![0u8; 64];
+        elf[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        check_boot_files(&artifacts(&elf, b"070701..."), config_path).unwrap();
+
+        let error = check_boot_files(&artifacts(b"placeholder\n", b"070701"), config_path)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            error,
+            format!(
+                "guest kernel (vmlinux) {} is neither an ELF vmlinux nor a bzImage; build it with \
+                 kernel-config/build (it prints the vmlinux path last), or point HUSK_KERNEL or \
+                 \"kernel\" in /etc/husk/config.json at a good one",
+                setup.path("vmlinux").display()
+            )
+        );
+
+        let error = check_boot_files(&artifacts(&elf[..40], b"070701"), config_path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains(
+                "vmlinux is truncated or damaged: its ELF headers describe 64 bytes, the file \
+                 has 40;"
+            ),
+            "{error}"
+        );
+
+        let error = check_boot_files(&artifacts(&elf, b"placeholder\n"), config_path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with(&format!(
+                "guest initramfs (husk-init) {} is not an initramfs",
+                setup.path("husk-initramfs.cpio").display()
+            )),
+            "{error}"
+        );
+        assert!(error.contains("guest-init/build"), "{error}");
+        assert!(error.contains("HUSK_INITRAMFS or \"initramfs\""), "{error}");
         assert!(!error.contains('\n'), "one line: {error}");
     }
 

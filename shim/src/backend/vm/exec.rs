@@ -9,6 +9,7 @@ use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::sync::mpsc;
+use std::time::Duration;
 use std::{io, thread};
 
 use husk_init::engine::sys;
@@ -41,15 +42,17 @@ pub fn new_exec_id() -> String {
 /// Opens an exec process's stdio streams to the guest, which takes them
 /// while it handles Exec (so they are open before the request goes out),
 /// and sets up their host side: husk's own stdio, or for a terminal with a
-/// console socket a new host pty whose master goes there.
+/// console socket a new host pty whose master goes there. A guest that does
+/// not accept a stream within `stream_timeout` fails the exec.
 pub fn open_exec_stdio(
     vsock_socket: &Path,
     process: &ProcessRef,
     terminal: bool,
     console_socket: Option<&Path>,
+    stream_timeout: Duration,
 ) -> Result<(HostStdio, StdioSetup), VmError> {
     let open = |kind| {
-        husk_vmm::guest_agent::open_stream(vsock_socket, process, kind)
+        husk_vmm::guest_agent::open_stream_within(vsock_socket, process, kind, Some(stream_timeout))
             .map_err(|source| VmError::OpenStream { kind, source })
     };
     if !terminal {

@@ -51,6 +51,8 @@ const SPARE_INODES: u64 = 4096;
 const FAST_SYMLINK_MAX: u64 = 60;
 /// The directory mke2fs makes in every new filesystem's root.
 const LOST_AND_FOUND: &str = "lost+found";
+/// strerror(ENOSPC) in the C locale, which the e2fsprogs tools run in.
+const NO_SPACE: &str = "No space left on device";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -74,6 +76,19 @@ pub enum ImageError {
         program: &'static str,
         #[source]
         source: io::Error,
+    },
+    #[error(
+        "no space left on the filesystem holding {} while mkfs.ext4 copied {} into it (the \
+         files take {content_mib} MiB, the image up to {image_mib} MiB); free space there, or \
+         give husk a --root on a filesystem with more room",
+        image.display(),
+        directory.display()
+    )]
+    NoSpace {
+        directory: PathBuf,
+        image: PathBuf,
+        content_mib: u64,
+        image_mib: u64,
     },
     #[error(
         "mkfs.ext4 -d {} {} failed ({status}): {stderr}",
@@ -219,11 +234,20 @@ pub fn build_measured(
             source,
         })?;
     if !output.status.success() {
+        let stderr = one_line(&output.stderr);
+        if stderr.contains(NO_SPACE) {
+            return Err(ImageError::NoSpace {
+                directory: directory.to_path_buf(),
+                image: image.to_path_buf(),
+                content_mib: usage.content_bytes.div_ceil(MIB),
+                image_mib: plan.size_bytes / MIB,
+            });
+        }
         return Err(ImageError::Mkfs {
             directory: directory.to_path_buf(),
             image: image.to_path_buf(),
             status: output.status.to_string(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            stderr,
         });
     }
     if purpose == ImagePurpose::DirectoryCopy {
@@ -232,12 +256,25 @@ pub fn build_measured(
     Ok(plan)
 }
 
+/// A tool's stderr as one line of an error message: its lines, trimmed,
+/// joined with "; ".
+fn one_line(stderr: &[u8]) -> String {
+    String::from_utf8_lossy(stderr)
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// `mkfs.ext4 -q -F -N INODES -d DIRECTORY IMAGE SIZE`: quiet, on a regular
 /// file without asking, with the directory's files copied in (owners,
-/// modes, links, device nodes and extended attributes kept).
+/// modes, links, device nodes and extended attributes kept). In the C
+/// locale, so that its messages read the same whatever the caller's.
 fn mkfs_command(directory: &Path, image: &Path, plan: ImagePlan) -> Command {
     let mut command = Command::new("mkfs.ext4");
     command
+        .env("LC_ALL", "C")
         .args(["-q", "-F", "-N"])
         .arg(plan.inodes.to_string())
         .arg("-d")
@@ -278,6 +315,7 @@ fn make_root_match(directory: &Path, image: &Path) -> Result<(), ImageError> {
         source,
     };
     let mut child = Command::new("debugfs")
+        .env("LC_ALL", "C")
         .args(["-w", "-f", "-"])
         .arg(image)
         .stdin(Stdio::piped())

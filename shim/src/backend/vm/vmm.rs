@@ -241,6 +241,20 @@ pub fn describe_exit(status: ExitStatus) -> String {
     }
 }
 
+/// The guest kernel's panic message on the console, if it panicked: the
+/// line panic() prints first (kernel/panic.c, "Kernel panic - not syncing:
+/// ..."), which the stack dump after it pushes out of a [`tail`].
+pub fn guest_panic(console_log: &Path) -> Option<String> {
+    let text = fs::read(console_log).ok()?;
+    String::from_utf8_lossy(&text)
+        .lines()
+        .filter_map(|line| {
+            let start = line.find("Kernel panic - not syncing")?;
+            Some(line[start..].trim_end().to_string())
+        })
+        .next_back()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,5 +469,27 @@ mod tests {
             "{text}"
         );
         assert!(tail(&log, "husk-vmm's log").contains("/nonexistent/husk-vmm"));
+    }
+
+    #[test]
+    fn a_guest_panic_is_found_on_the_console_behind_its_stack_dump() {
+        let directory = tempfile::tempdir().unwrap();
+        let console = directory.path().join("console.log");
+        assert_eq!(guest_panic(&console), None, "no console at all");
+        fs::write(
+            &console,
+            "[    0.41] Run /init as init process\r\n\
+             [    3.02] Kernel panic - not syncing: Out of memory: compulsory panic_on_oom is \
+             enabled\r\n\
+             [    3.02] CPU: 0 UID: 0 PID: 93 Comm: tail Not tainted 6.12.57 #1\r\n\
+             [    3.02] Call Trace:\r\n",
+        )
+        .unwrap();
+        assert_eq!(
+            guest_panic(&console).as_deref(),
+            Some("Kernel panic - not syncing: Out of memory: compulsory panic_on_oom is enabled")
+        );
+        fs::write(&console, "[    0.41] Run /init as init process\n").unwrap();
+        assert_eq!(guest_panic(&console), None);
     }
 }

@@ -1,8 +1,10 @@
 //! Puts the kernel, the initrd, the command line and the boot information
 //! into guest memory, for either entry protocol (see `regs.rs`).
 
+use std::fmt;
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use linux_loader::loader::bootparam::{boot_e820_entry, boot_params, setup_header};
@@ -30,6 +32,38 @@ pub enum KernelFormat {
     BzImage,
 }
 
+impl fmt::Display for KernelFormat {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(match self {
+            KernelFormat::Elf => "ELF",
+            KernelFormat::BzImage => "bzImage",
+        })
+    }
+}
+
+/// What a kernel or initrd file's own headers show to be wrong with it,
+/// found before anything is loaded. husk's CLI makes the same checks
+/// before it builds a VM, so that it can say how to rebuild the file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BootFileProblem {
+    #[error("is neither an ELF vmlinux nor a bzImage")]
+    UnknownKernelFormat,
+    #[error(
+        "is truncated or damaged: its {format} headers describe {needed} bytes, the file has \
+         {size}"
+    )]
+    TruncatedKernel {
+        format: KernelFormat,
+        needed: u64,
+        size: u64,
+    },
+    #[error(
+        "is not an initramfs: at byte {offset} there is neither a cpio archive (newc, \"070701\") \
+         nor a compressed one (gzip, bzip2, lzma, xz, lzo, lz4, zstd)"
+    )]
+    NotAnInitramfs { offset: u64 },
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum BootError {
     #[error("open kernel {}", path.display())]
@@ -44,8 +78,11 @@ pub enum BootError {
         #[source]
         source: std::io::Error,
     },
-    #[error("kernel {} is neither an ELF vmlinux nor a bzImage", path.display())]
-    UnknownKernelFormat { path: PathBuf },
+    #[error("kernel {} {problem}", path.display())]
+    BadKernel {
+        path: PathBuf,
+        problem: BootFileProblem,
+    },
     #[error("load kernel {} into {memory_mib} MiB of guest memory (is it an x86_64 kernel that fits?)", path.display())]
     LoadKernel {
         path: PathBuf,
@@ -58,6 +95,17 @@ pub enum BootError {
         path: PathBuf,
         #[source]
         source: std::io::Error,
+    },
+    #[error("read initrd {}", path.display())]
+    ReadInitrd {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("initrd {} {problem}", path.display())]
+    BadInitrd {
+        path: PathBuf,
+        problem: BootFileProblem,
     },
     #[error(
         "initrd {} ({size} bytes) does not fit in guest memory above the kernel \
@@ -84,6 +132,19 @@ pub enum BootError {
         #[source]
         source: vm_memory::GuestMemoryError,
     },
+}
+
+impl BootError {
+    /// What is wrong with the file itself, when that is the error (rather
+    /// than, say, a read that failed).
+    pub fn file_problem(&self) -> Option<BootFileProblem> {
+        match self {
+            BootError::BadKernel { problem, .. } | BootError::BadInitrd { problem, .. } => {
+                Some(*problem)
+            }
+            _ => None,
+        }
+    }
 }
 
 /// The loaded kernel: where to enter it, and where its image ends.
@@ -126,10 +187,176 @@ pub fn kernel_format(image: &mut File, path: &Path) -> Result<KernelFormat, Boot
     {
         Ok(KernelFormat::BzImage)
     } else {
-        Err(BootError::UnknownKernelFormat {
+        Err(BootError::BadKernel {
             path: path.to_owned(),
+            problem: BootFileProblem::UnknownKernelFormat,
         })
     }
+}
+
+/// [`kernel_format`], and whether the file holds everything its headers
+/// describe: a kernel cut short (an interrupted copy) would otherwise load
+/// and fail inside the guest, or in the loader with a message that names
+/// no cause.
+pub fn check_kernel(image: &mut File, path: &Path) -> Result<KernelFormat, BootError> {
+    let format = kernel_format(image, path)?;
+    let read_error = |source| BootError::ReadKernel {
+        path: path.to_owned(),
+        source,
+    };
+    let size = image.metadata().map_err(read_error)?.len();
+    let needed = match format {
+        KernelFormat::Elf => elf_extent(image),
+        KernelFormat::BzImage => bzimage_extent(image),
+    }
+    .map_err(read_error)?;
+    if needed > size {
+        return Err(BootError::BadKernel {
+            path: path.to_owned(),
+            problem: BootFileProblem::TruncatedKernel {
+                format,
+                needed,
+                size,
+            },
+        });
+    }
+    Ok(format)
+}
+
+/// Reads up to `buffer.len()` bytes at `offset`; fewer only at the end of
+/// the file.
+fn read_up_to(file: &File, offset: u64, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read_at(&mut buffer[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+/// The bytes an ELF64 little-endian file must hold (elf(5)): its header,
+/// its program header table and every PT_LOAD segment's file contents.
+/// Other ELF classes yield only the identification, and the loader rejects
+/// them with its own error.
+fn elf_extent(file: &File) -> io::Result<u64> {
+    /// EI_NIDENT: the identification bytes every ELF file starts with.
+    const IDENTIFICATION_SIZE: u64 = 16;
+    const HEADER_SIZE: u64 = 64;
+    const PROGRAM_HEADER_SIZE: usize = 56;
+    const PT_LOAD: u32 = 1;
+    let mut header = [0u8; HEADER_SIZE as usize];
+    let filled = read_up_to(file, 0, &mut header)?;
+    // e_ident[EI_CLASS] 2: ELFCLASS64; e_ident[EI_DATA] 1: ELFDATA2LSB.
+    if header[4] != 2 || header[5] != 1 {
+        return Ok(IDENTIFICATION_SIZE);
+    }
+    if filled < header.len() {
+        return Ok(HEADER_SIZE);
+    }
+    let u16_at = |at: usize| u64::from(u16::from_le_bytes([header[at], header[at + 1]]));
+    let program_headers = u64::from_le_bytes(header[0x20..0x28].try_into().unwrap_or_default());
+    let entry_size = u16_at(0x36);
+    let entries = u16_at(0x38);
+    let table_end = program_headers.saturating_add(entry_size * entries);
+    let mut needed = HEADER_SIZE.max(table_end);
+    if entry_size < PROGRAM_HEADER_SIZE as u64 || table_end > file.metadata()?.len() {
+        // A table of the wrong entry size is the loader's to refuse; one
+        // past the end of the file is the truncation to report.
+        return Ok(needed);
+    }
+    let mut entry = [0u8; PROGRAM_HEADER_SIZE];
+    for index in 0..entries {
+        read_up_to(file, program_headers + index * entry_size, &mut entry)?;
+        let field =
+            |at: usize| u64::from_le_bytes(entry[at..at + 8].try_into().unwrap_or_default());
+        if u32::from_le_bytes(entry[0..4].try_into().unwrap_or_default()) == PT_LOAD {
+            // p_offset at 8, p_filesz at 32.
+            needed = needed.max(field(8).saturating_add(field(32)));
+        }
+    }
+    Ok(needed)
+}
+
+/// The bytes a bzImage must hold (boot protocol 2.04 and later, boot.rst
+/// "The real-mode kernel header"): the boot sector and `setup_sects`
+/// sectors of setup code (0 means 4), then `syssize` 16-byte paragraphs of
+/// protected-mode code.
+fn bzimage_extent(file: &File) -> io::Result<u64> {
+    const SETUP_SECTS: usize = 0x1f1;
+    const SYSSIZE: usize = 0x1f4;
+    const VERSION: usize = 0x206;
+    let mut header = [0u8; VERSION + 2];
+    if read_up_to(file, 0, &mut header)? < header.len() {
+        return Ok(header.len() as u64);
+    }
+    let version = u16::from_le_bytes([header[VERSION], header[VERSION + 1]]);
+    if version < 0x0204 {
+        // syssize is only 16 bits before 2.04: too old to tell.
+        return Ok(header.len() as u64);
+    }
+    let setup_sectors = match header[SETUP_SECTS] {
+        0 => 4,
+        sectors => u64::from(sectors),
+    };
+    let syssize = u32::from_le_bytes(header[SYSSIZE..SYSSIZE + 4].try_into().unwrap_or_default());
+    Ok((setup_sectors + 1) * 512 + u64::from(syssize) * 16)
+}
+
+/// How much of the start of an initrd [`check_initrd`] reads: the zero
+/// padding it skips must end within it.
+const INITRD_PROBE_BYTES: usize = 64 * 1024;
+
+/// The two-byte magics of the compressed formats the kernel can unpack an
+/// initramfs from (lib/decompress.c, `compressed_formats`).
+const COMPRESSED_INITRAMFS_MAGICS: [[u8; 2]; 8] = [
+    [0x1f, 0x8b], // gzip
+    [0x1f, 0x9e], // gzip, old
+    [0x42, 0x5a], // bzip2
+    [0x5d, 0x00], // lzma
+    [0xfd, 0x37], // xz
+    [0x89, 0x4c], // lzo
+    [0x02, 0x21], // lz4
+    [0x28, 0xb5], // zstd
+];
+
+/// Whether the kernel would start unpacking `start`, the beginning of an
+/// initrd, as an initramfs (init/initramfs.c, `unpack_to_rootfs`): past any
+/// zero padding, a newc cpio header ("070701", or "070702" with checksums)
+/// at a 4-byte boundary, or a compressed stream. Returns where it found
+/// neither. All zeros (or nothing) is an empty initramfs, which is fine.
+fn initramfs_start(start: &[u8]) -> Result<(), u64> {
+    let Some(offset) = start.iter().position(|byte| *byte != 0) else {
+        return Ok(());
+    };
+    let rest = &start[offset..];
+    let cpio = offset % 4 == 0 && (rest.starts_with(b"070701") || rest.starts_with(b"070702"));
+    let compressed = COMPRESSED_INITRAMFS_MAGICS
+        .iter()
+        .any(|magic| rest.starts_with(magic));
+    if cpio || compressed {
+        Ok(())
+    } else {
+        Err(offset as u64)
+    }
+}
+
+/// Whether `initrd` is something the kernel can unpack as an initramfs
+/// (see [`initramfs_start`]). A file of anything else would reach the
+/// guest, whose kernel would find no init and panic.
+pub fn check_initrd(initrd: &File, path: &Path) -> Result<(), BootError> {
+    let mut start = vec![0u8; INITRD_PROBE_BYTES];
+    let filled = read_up_to(initrd, 0, &mut start).map_err(|source| BootError::ReadInitrd {
+        path: path.to_owned(),
+        source,
+    })?;
+    initramfs_start(&start[..filled]).map_err(|offset| BootError::BadInitrd {
+        path: path.to_owned(),
+        problem: BootFileProblem::NotAnInitramfs { offset },
+    })
 }
 
 /// Loads `path` into guest memory and says how to enter it: an ELF vmlinux
@@ -144,7 +371,7 @@ pub fn load_kernel(
         path: path.to_owned(),
         source,
     })?;
-    let format = kernel_format(&mut image, path)?;
+    let format = check_kernel(&mut image, path)?;
     let load_error = |source| BootError::LoadKernel {
         path: path.to_owned(),
         memory_mib: memory_size >> 20,
@@ -210,6 +437,7 @@ pub fn load_initrd(
         path: path.to_owned(),
         source,
     })?;
+    check_initrd(&file, path)?;
     let size = file
         .metadata()
         .map_err(|source| BootError::OpenInitrd {
@@ -423,8 +651,9 @@ mod tests {
         ] {
             let path = temp_file(name, bytes);
             let err = kernel_format(&mut File::open(&path).unwrap(), &path).unwrap_err();
-            assert!(
-                matches!(err, BootError::UnknownKernelFormat { .. }),
+            assert_eq!(
+                err.file_problem(),
+                Some(BootFileProblem::UnknownKernelFormat),
                 "{name}: {err}"
             );
             assert!(err.to_string().contains(&*path.to_string_lossy()));
@@ -432,6 +661,133 @@ mod tests {
         }
         std::fs::remove_file(elf).unwrap();
         std::fs::remove_file(bz).unwrap();
+    }
+
+    /// An ELF64 header with one PT_LOAD segment of `segment_size` bytes at
+    /// file offset 0x1000, and the segment's bytes up to `file_size`.
+    fn elf_with_segment(segment_size: u64, file_size: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; file_size.max(0x78)];
+        bytes[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        bytes[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+        bytes[0x36..0x38].copy_from_slice(&56u16.to_le_bytes());
+        bytes[0x38..0x3a].copy_from_slice(&1u16.to_le_bytes());
+        bytes[0x40..0x44].copy_from_slice(&1u32.to_le_bytes());
+        bytes[0x48..0x50].copy_from_slice(&0x1000u64.to_le_bytes());
+        bytes[0x60..0x68].copy_from_slice(&segment_size.to_le_bytes());
+        bytes.truncate(file_size);
+        bytes
+    }
+
+    /// A bzImage header (protocol 2.15) with 3 setup sectors and
+    /// `paragraphs` of protected-mode code, cut to `file_size` bytes.
+    fn bzimage(paragraphs: u32, file_size: usize) -> Vec<u8> {
+        let mut bytes = vec![0u8; file_size.max(0x208)];
+        bytes[0x1f1] = 3;
+        bytes[0x1f4..0x1f8].copy_from_slice(&paragraphs.to_le_bytes());
+        bytes[0x1fe] = 0x55;
+        bytes[0x1ff] = 0xaa;
+        bytes[0x202..0x206].copy_from_slice(b"HdrS");
+        bytes[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        bytes.truncate(file_size);
+        bytes
+    }
+
+    fn checked(name: &str, bytes: &[u8]) -> Result<KernelFormat, BootError> {
+        let path = temp_file(name, bytes);
+        let result = check_kernel(&mut File::open(&path).unwrap(), &path);
+        std::fs::remove_file(path).unwrap();
+        result
+    }
+
+    #[test]
+    fn a_kernel_shorter_than_its_headers_say_is_truncated() {
+        // 4 sectors (boot sector and 3 of setup), then 0x100 paragraphs.
+        let whole = 4 * 512 + 0x100 * 16;
+        assert_eq!(
+            checked("bz-whole", &bzimage(0x100, whole)).unwrap(),
+            KernelFormat::BzImage
+        );
+        let error = checked("bz-cut", &bzimage(0x100, whole - 1)).unwrap_err();
+        assert_eq!(
+            error.file_problem(),
+            Some(BootFileProblem::TruncatedKernel {
+                format: KernelFormat::BzImage,
+                needed: whole as u64,
+                size: whole as u64 - 1
+            })
+        );
+        assert!(
+            error.to_string().ends_with(&format!(
+                "is truncated or damaged: its bzImage headers describe {whole} bytes, the file \
+                 has {}",
+                whole - 1
+            )),
+            "{error}"
+        );
+
+        // Trailing bytes past the segments (section headers, symbols) are
+        // not needed to boot.
+        assert_eq!(
+            checked("elf-whole", &elf_with_segment(0x800, 0x2000)).unwrap(),
+            KernelFormat::Elf
+        );
+        let error = checked("elf-cut", &elf_with_segment(0x800, 0x17ff)).unwrap_err();
+        assert_eq!(
+            error.file_problem(),
+            Some(BootFileProblem::TruncatedKernel {
+                format: KernelFormat::Elf,
+                needed: 0x1800,
+                size: 0x17ff
+            })
+        );
+        // Cut inside the header itself.
+        let error = checked("elf-header", b"\x7fELF\x02\x01\x01\0").unwrap_err();
+        assert!(
+            matches!(
+                error.file_problem(),
+                Some(BootFileProblem::TruncatedKernel { needed: 64, .. })
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_initrd_must_start_as_the_kernel_unpacks_an_initramfs() {
+        for (what, start) in [
+            ("newc cpio", &b"07070100000001"[..]),
+            ("newc cpio with checksums", &b"070702"[..]),
+            ("zero padding, then cpio", &b"\x00\x00\x00\x00070701"[..]),
+            ("gzip", &b"\x1f\x8b\x08\0"[..]),
+            ("zstd", &b"\x28\xb5\x2f\xfd"[..]),
+            ("xz", &b"\xfd7zXZ\0"[..]),
+            ("empty", &b""[..]),
+            ("zeros only", &[0u8; 512][..]),
+        ] {
+            assert_eq!(initramfs_start(start), Ok(()), "{what}");
+        }
+        for (what, start, offset) in [
+            ("text", &b"placeholder\n"[..], 0),
+            ("old binary cpio", &b"\xc7\x71"[..], 0),
+            ("odc cpio (070707)", &b"070707"[..], 0),
+            ("cpio off a 4-byte boundary", &b"\x00\x00070701"[..], 2),
+            ("a magic cut short", &b"0707"[..], 0),
+        ] {
+            assert_eq!(initramfs_start(start), Err(offset), "{what}");
+        }
+
+        let garbage = temp_file("initrd-garbage", b"not an initramfs at all");
+        let error = check_initrd(&File::open(&garbage).unwrap(), &garbage).unwrap_err();
+        assert_eq!(
+            error.file_problem(),
+            Some(BootFileProblem::NotAnInitramfs { offset: 0 })
+        );
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("initrd {} is not an initramfs", garbage.display())),
+            "{error}"
+        );
+        std::fs::remove_file(garbage).unwrap();
     }
 
     #[test]
