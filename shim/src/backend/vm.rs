@@ -315,10 +315,10 @@ impl VmBackend {
                 let user = jail_user::for_container(user, context.state_dir);
                 if let Some(user) = user {
                     let artifacts = &plan.artifacts;
-                    let mut read_only = vec![artifacts.kernel.as_path(), &artifacts.initramfs];
-                    read_only.extend(directory_images.iter().map(PathBuf::as_path));
+                    let read_only = [artifacts.kernel.as_path(), &artifacts.initramfs];
                     jail_user::check_readable(user, &read_only).map_err(VmError::JailUser)?;
-                    jail_user::hand_over(&files, user).map_err(VmError::JailUser)?;
+                    jail_user::hand_over(&files, &directory_images, user)
+                        .map_err(VmError::JailUser)?;
                 }
                 Some(user)
             }

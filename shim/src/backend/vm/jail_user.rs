@@ -122,11 +122,17 @@ pub fn check_readable(user: JailUser, files: &[&Path]) -> Result<(), HandOverErr
     Ok(())
 }
 
-/// Gives `user` what husk-vmm writes: the rootfs image, the socket
-/// directory and its two logs (made here if missing, so that a message
-/// husk writes into the log before husk-vmm runs keeps the file husk-vmm
-/// can append to). The read-only images stay root's: readable by all.
-pub fn hand_over(files: &VmFiles, user: JailUser) -> Result<(), HandOverError> {
+/// Gives `user` what husk-vmm opens of the container's own: the rootfs
+/// image, the copies of bind-mounted directories (made 0600 like the
+/// rootfs, since they hold the host's files; husk-vmm opens them read-only
+/// through a read-only bind), the socket directory and its two logs (made
+/// here if missing, so that a message husk writes into the log before
+/// husk-vmm runs keeps the file husk-vmm can append to).
+pub fn hand_over(
+    files: &VmFiles,
+    directory_images: &[PathBuf],
+    user: JailUser,
+) -> Result<(), HandOverError> {
     let give = |path: &Path| {
         chown(path, Some(user.uid), Some(user.gid)).map_err(|source| HandOverError {
             path: path.to_path_buf(),
@@ -149,6 +155,9 @@ pub fn hand_over(files: &VmFiles, user: JailUser) -> Result<(), HandOverError> {
         give(log)?;
     }
     give(&files.image)?;
+    for image in directory_images {
+        give(image)?;
+    }
     if let Some(socket_dir) = &files.socket_dir {
         give(socket_dir)?;
     }
@@ -223,13 +232,16 @@ mod tests {
         std::fs::create_dir(&state).unwrap();
         let files = VmFiles::create(&state, directory.path()).unwrap();
         std::fs::write(&files.image, "image").unwrap();
+        let copy = files.directory_image(0);
+        std::fs::write(&copy, "copy").unwrap();
         let user = JailUser {
             uid: 4321,
             gid: 8765,
         };
-        hand_over(&files, user).unwrap();
+        hand_over(&files, std::slice::from_ref(&copy), user).unwrap();
         for path in [
             &files.image,
+            &copy,
             &files.vmm_log,
             &files.console_log,
             files.socket_dir.as_ref().unwrap(),
