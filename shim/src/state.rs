@@ -22,9 +22,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, ErrorKind, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use husk_init::engine;
 use serde::{Deserialize, Serialize};
 
 use crate::backend::BackendKind;
@@ -375,13 +377,13 @@ impl StateStore {
                 "a concurrent husk delete removed the new container directory; retry the create",
             )));
         }
-        Ok(ContainerLock {
-            id: id.clone(),
+        Ok(ContainerLock::holding(
+            id,
             dir,
-            root: self.root.clone(),
-            _file: file,
-            mode: LockMode::Exclusive,
-        })
+            &self.root,
+            file,
+            LockMode::Exclusive,
+        ))
     }
 
     /// Locks an existing container. Blocks while another call holds a
@@ -425,13 +427,7 @@ impl StateStore {
             // file: the lock only counts if it is on the file now there.
             match is_current(&file, &lock_path) {
                 Ok(true) => {
-                    return Ok(ContainerLock {
-                        id: id.clone(),
-                        dir,
-                        root: self.root.clone(),
-                        _file: file,
-                        mode,
-                    });
+                    return Ok(ContainerLock::holding(id, dir, &self.root, file, mode));
                 }
                 Ok(false) if lock_path.exists() => continue,
                 Ok(false) => return Err(not_found()),
@@ -576,6 +572,30 @@ impl ContainerLock {
     }
 }
 
+impl ContainerLock {
+    /// Wraps a lock just taken on `file`. The processes the engine forks
+    /// close their copy of it at once (see
+    /// `husk_init::engine::close_in_forked_children`): a created
+    /// container's init, waiting for `start`, would otherwise keep the
+    /// container locked if this process died without unlocking.
+    fn holding(
+        id: &ContainerId,
+        dir: PathBuf,
+        root: &Path,
+        file: File,
+        mode: LockMode,
+    ) -> ContainerLock {
+        engine::close_in_forked_children(file.as_raw_fd());
+        ContainerLock {
+            id: id.clone(),
+            dir,
+            root: root.to_path_buf(),
+            _file: file,
+            mode,
+        }
+    }
+}
+
 impl Drop for ContainerLock {
     /// Unlocks explicitly rather than by closing: a flock(2) lock belongs
     /// to the open file description, which processes forked meanwhile share
@@ -584,6 +604,7 @@ impl Drop for ContainerLock {
     /// last copy is closed or any copy unlocks.
     fn drop(&mut self) {
         let _ = self._file.unlock();
+        engine::keep_in_forked_children(self._file.as_raw_fd());
     }
 }
 

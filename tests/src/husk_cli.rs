@@ -12,8 +12,10 @@ use std::ffi::OsString;
 use std::io::{ErrorKind, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
+use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use std::{fs, thread};
 
@@ -116,6 +118,22 @@ impl HuskRun {
     }
 }
 
+/// What one husk call did, and the most memory it held.
+#[derive(Debug)]
+pub struct MeasuredRun {
+    /// `code` is None when it was killed by a signal or past its timeout.
+    pub run: HuskRun,
+    /// Peak resident set size in KiB, as wait4(2) reports it (getrusage(2)
+    /// `ru_maxrss`): husk's own, or that of a child husk waited for
+    /// (mkfs.ext4, a hook), whichever is larger.
+    pub peak_rss_kib: u64,
+    /// The signal that killed it (a crash: husk's release build aborts on
+    /// a panic), if one did.
+    pub signal: Option<i32>,
+    /// It ran past its [`Husk`]'s call timeout and was killed.
+    pub timed_out: bool,
+}
+
 /// A husk call still running (`husk run` in the foreground).
 pub struct RunningHusk {
     pub child: Child,
@@ -147,9 +165,70 @@ impl RunningHusk {
         );
         run
     }
+
+    /// Waits for husk to exit (within its [`Husk`]'s call timeout) and
+    /// takes its peak memory use from wait4(2); a call past the timeout is
+    /// killed and marked, not failed, so that the caller can say which
+    /// call of which cycle it was.
+    pub fn finish_measured(mut self) -> MeasuredRun {
+        let waited = wait_with_usage(&mut self.child, self.timeout);
+        let peak_rss_kib = waited
+            .as_ref()
+            .map_or(0, |(_, usage)| u64::try_from(usage.ru_maxrss).unwrap_or(0));
+        MeasuredRun {
+            run: HuskRun {
+                code: waited.as_ref().and_then(|(status, _)| status.code()),
+                stdout: read_text(&self.stdout_path),
+                stderr: read_text(&self.stderr_path),
+                stdout_path: self.stdout_path,
+            },
+            peak_rss_kib,
+            signal: waited.as_ref().and_then(|(status, _)| status.signal()),
+            timed_out: waited.is_none(),
+        }
+    }
 }
 
-/// A state root of the test's own, and the husk calls on it.
+/// Waits for `child` with wait4(2), which hands back its resource use with
+/// its status (std's Child keeps only the status); past `timeout`, kills it
+/// and returns None.
+fn wait_with_usage(child: &mut Child, timeout: Duration) -> Option<(ExitStatus, libc::rusage)> {
+    let pid = i32::try_from(child.id()).expect("pids fit an i32");
+    let deadline = Instant::now() + timeout;
+    // Most husk calls take milliseconds: poll often at first.
+    let mut pause = Duration::from_millis(1);
+    loop {
+        let mut status = 0;
+        // SAFETY: rusage is plain integers and timevals; all-zero is valid.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `status` and `usage` are valid and writable for the call;
+        // `pid` is this process's child, which std has not waited for.
+        let reaped = unsafe { libc::wait4(pid, &mut status, libc::WNOHANG, &mut usage) };
+        if reaped == pid {
+            return Some((ExitStatus::from_raw(status), usage));
+        }
+        if reaped < 0 {
+            let error = std::io::Error::last_os_error();
+            assert_eq!(
+                error.kind(),
+                ErrorKind::Interrupted,
+                "wait4({pid}) for husk: {error}"
+            );
+            continue;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// A state root of the test's own, and the husk calls on it. It may be
+/// shared between threads, as one `--root` is shared by every shim of a
+/// containerd.
 pub struct Husk {
     scratch: Scratch,
     binary: PathBuf,
@@ -157,7 +236,7 @@ pub struct Husk {
     backend: Option<String>,
     /// Variables set for every call besides HUSK_CONFIG.
     environment: Vec<(String, OsString)>,
-    calls: std::cell::Cell<u32>,
+    calls: AtomicU32,
     /// Each call gets this long.
     timeout: Duration,
 }
@@ -178,7 +257,7 @@ impl Husk {
             binary: husk_binary(),
             backend: Some("container".to_string()),
             environment: Vec::new(),
-            calls: std::cell::Cell::new(0),
+            calls: AtomicU32::new(0),
             timeout: CALL_TIMEOUT,
         }
     }
@@ -198,7 +277,7 @@ impl Husk {
             binary: husk_binary_of("release"),
             backend: None,
             environment: Vec::new(),
-            calls: std::cell::Cell::new(0),
+            calls: AtomicU32::new(0),
             timeout: Duration::from_secs(crate::BOOT_TIMEOUT.as_secs() + 60),
         };
         husk.configure(&serde_json::json!({
@@ -277,6 +356,12 @@ impl Husk {
         self.spawn(args, Stdio::from(stdin)).finish()
     }
 
+    /// Runs husk to the end and takes its peak memory use; a call past the
+    /// timeout is killed and marked, not failed.
+    pub fn run_measured(&self, args: &[&str]) -> MeasuredRun {
+        self.spawn(args, Stdio::null()).finish_measured()
+    }
+
     /// Starts husk and returns without waiting.
     pub fn start(&self, args: &[&str]) -> RunningHusk {
         self.spawn(args, Stdio::null())
@@ -303,8 +388,7 @@ impl Husk {
     }
 
     fn next_file(&self, kind: &str) -> PathBuf {
-        let call = self.calls.get() + 1;
-        self.calls.set(call);
+        let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
         self.file(&format!("call-{call}.{kind}"))
     }
 
@@ -329,13 +413,18 @@ impl Drop for Husk {
     /// whatever is still in its root, so that no process or cgroup outlives
     /// the test.
     fn drop(&mut self) {
-        if !self.root().exists() {
-            return;
-        }
-        let Ok(listed) = self.command(&["list", "--quiet"]).output() else {
+        // The root holds a directory per container (what `husk list`
+        // prints), read here rather than through `husk list`, which waits
+        // for every container's lock: a husk that died mid-call may leave
+        // one held, and the cleanup must not hang the test.
+        let Ok(entries) = fs::read_dir(self.root()) else {
             return;
         };
-        for id in String::from_utf8_lossy(&listed.stdout).lines() {
+        let ids: Vec<String> = entries
+            .flatten()
+            .map(|entry| entry.file_name().to_string_lossy().into_owned())
+            .collect();
+        for id in &ids {
             if let Ok(mut child) = self
                 .command(&["delete", "--force", id])
                 .stdout(Stdio::null())

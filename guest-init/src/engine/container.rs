@@ -666,7 +666,9 @@ pub fn create(options: &CreateOptions) -> Result<Container, EngineError> {
             None => return Err(guard.children.vanished(init_pid.unwrap_or(setup_pid))),
         }
     }
-    let pid = init_pid.expect("the init reports its pid before it is ready");
+    // The setup process sends the pid before the init may go on (init.rs,
+    // fork_if_needed); without it, the setup process died first.
+    let pid = init_pid.ok_or_else(|| guard.children.vanished(setup_pid))?;
     let cgroup = guard.disarm();
     Ok(Container {
         id: options.id.to_owned(),

@@ -208,17 +208,29 @@ pub(crate) fn fork_if_needed(socket: &SyncSocket, needs_fork: bool) -> Result<bo
             .map_err(sync_error)?;
         return Ok(true);
     }
+    // The init and this process share the socket to the runtime, which
+    // needs the init's pid before anything the init sends (its hooks
+    // state names the pid, and Ready ends the runtime's wait). A gate
+    // keeps the init waiting until the pid has been sent: this process
+    // closes its end once it has (or once it has failed to).
+    let (gate_open, gate_wait) = sys::seqpacket_pair().map_err(sync_error)?;
     match sys::fork().map_err(|source| InitError::Fork { source })? {
         // fork(2) clears the parent death signal in the child: it does not
         // die when this short-lived process exits.
-        sys::Fork::Child => Ok(true),
+        sys::Fork::Child => {
+            drop(gate_open);
+            // End of file is the signal; an error means the same.
+            let _ = sys::receive(gate_wait.as_fd(), &mut [0u8; 1]);
+            Ok(true)
+        }
         sys::Fork::Parent { child } => {
+            drop(gate_wait);
             // fork returned the pid in this process's pid namespace, which
             // is the runtime's: unshare and setns leave the caller's own pid
             // namespace alone.
-            socket
-                .send(&ChildMessage::InitPid(child))
-                .map_err(sync_error)?;
+            let sent = socket.send(&ChildMessage::InitPid(child));
+            drop(gate_open);
+            sent.map_err(sync_error)?;
             Ok(false)
         }
     }

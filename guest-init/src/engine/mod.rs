@@ -23,6 +23,7 @@ mod test_bundle;
 pub use container::{create, kill, start, Container, CreateOptions, EngineError, Stdio};
 pub use exec::{exec, ExecOptions};
 pub use spec::{load_bundle, Bundle, SpecError};
+pub use sync::{close_in_forked_children, keep_in_forked_children};
 
 /// An error and all its causes on one line, "what: why: why", each io
 /// error's text without std's " (os error N)" suffix, as runc prints them.

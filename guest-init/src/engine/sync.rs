@@ -26,7 +26,7 @@
 //! ```
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::sync::Mutex;
 
 use serde::de::DeserializeOwned;
@@ -115,7 +115,31 @@ pub enum Forked {
 /// thread's create or exec) inherits that end: a copy kept by a
 /// long-lived process, such as a created container's init waiting for
 /// `start`, would keep the parent from ever reading end of file.
-static FORK_LOCK: Mutex<()> = Mutex::new(());
+/// It also guards the descriptors the children must not keep (see
+/// [`close_in_forked_children`]), read in the child under the same lock.
+static FORK_LOCK: Mutex<Vec<RawFd>> = Mutex::new(Vec::new());
+
+/// Has every process [`fork_with_socket`] forks close `fd` first thing,
+/// until [`keep_in_forked_children`]: for a caller's flock(2) lock, which
+/// belongs to the open file description and so stays held while any
+/// forked copy is open. A created container's init waits for `start` for
+/// as long as the container exists; if the caller then died without
+/// unlocking (SIGKILL), the container would stay locked.
+pub fn close_in_forked_children(fd: RawFd) {
+    let mut fds = FORK_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    fds.push(fd);
+}
+
+/// Undoes [`close_in_forked_children`] (before `fd` is closed, so that a
+/// reused number is not closed in later children).
+pub fn keep_in_forked_children(fd: RawFd) {
+    let mut fds = FORK_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    fds.retain(|&listed| listed != fd);
+}
 
 /// A socket pair and a fork: the child keeps one end, the parent the
 /// other. The same caveats as [`sys::fork`] apply.
@@ -127,6 +151,11 @@ pub fn fork_with_socket() -> Result<Forked, EngineError> {
     let forked = match sys::fork().map_err(|source| EngineError::Fork { source })? {
         sys::Fork::Child => {
             drop(parent);
+            for &fd in guard.iter() {
+                // Its owner lives on in the parent only: this child
+                // execs or exits without returning to it.
+                let _ = sys::close_inherited(fd);
+            }
             Forked::Child(child)
         }
         sys::Fork::Parent { child: pid } => {
@@ -144,6 +173,8 @@ pub fn fork_with_socket() -> Result<Forked, EngineError> {
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
+
     use super::*;
 
     #[test]
@@ -167,5 +198,36 @@ mod tests {
         ));
         drop(child);
         assert_eq!(parent.receive::<ChildMessage>().unwrap(), None);
+    }
+
+    #[test]
+    fn forked_children_close_the_registered_descriptors_only() {
+        let registered = std::fs::File::open("/dev/null").unwrap();
+        let kept = std::fs::File::open("/dev/null").unwrap();
+        close_in_forked_children(registered.as_raw_fd());
+        let forked = fork_with_socket();
+        keep_in_forked_children(registered.as_raw_fd());
+        match forked.unwrap() {
+            Forked::Child(socket) => {
+                // /proc/self/fd lists the open descriptors (proc(5)).
+                let open =
+                    |fd: RawFd| std::path::Path::new(&format!("/proc/self/fd/{fd}")).exists();
+                let report = ChildMessage::InitPid(
+                    i32::from(open(registered.as_raw_fd())) * 10
+                        + i32::from(open(kept.as_raw_fd())),
+                );
+                let _ = socket.send(&report);
+                sys::exit_now(0);
+            }
+            Forked::Parent { socket, child } => {
+                let report = socket.receive::<ChildMessage>().unwrap();
+                let _ = sys::wait(child, false);
+                assert_eq!(
+                    report,
+                    Some(ChildMessage::InitPid(1)),
+                    "the child's registered (tens) and other (ones) descriptor: 1 = open"
+                );
+            }
+        }
     }
 }
