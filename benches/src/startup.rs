@@ -417,8 +417,10 @@ fn run(options: &Options) -> Result<(), BenchError> {
             &format!(
                 "N idle `sleep 3600` sandboxes (VM: {} MiB guests): all N creates spawned at \
                  once, then all N starts; seconds until the last finished; memory per sandbox \
-                 2 s later (sum of the sandbox processes' PSS / N, and the host's MemAvailable \
-                 drop / N). All killed and deleted before the next step.",
+                 2 s later (sum of the sandbox processes' PSS / N; for the VM backend also \
+                 that PSS less the guest RAM the guests touched / N, husk-vmm's own cost per \
+                 sandbox with its code shared; and the host's MemAvailable drop / N). All \
+                 killed and deleted before the next step.",
                 density::GUEST_MEMORY_MIB
             ),
             &density::table(&densities),

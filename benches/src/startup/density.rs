@@ -6,7 +6,10 @@
 //! for the VM backend, the container process for the container backend)
 //! and the drop of the host's MemAvailable / N (which also counts the
 //! kernel's side: page tables, KVM, cgroups, the rootfs images in the
-//! state directory). Then all are killed and deleted before the next step.
+//! state directory); and for the VM backend husk-vmm's own part, the PSS
+//! less the guest RAM each guest touched, / N: what one more sandbox costs
+//! beyond its guest, with husk-vmm's code pages shared by all of them as in
+//! production. Then all are killed and deleted before the next step.
 //!
 //! The steps stop at the first failure, at `--density-max`, before a step
 //! whose predicted memory would push the host's memory in use (MemTotal −
@@ -83,6 +86,10 @@ pub struct Step {
     pub created: Duration,
     pub started: Duration,
     pub pss_per_sandbox_mib: f64,
+    /// VM backend: husk-vmm's PSS less the guest RAM the guest touched, per
+    /// sandbox: what one more sandbox costs beyond its guest, with the
+    /// binary's pages shared among all of them as they are in production.
+    pub vmm_overhead_per_sandbox_mib: Option<f64>,
     pub available_drop_per_sandbox_mib: f64,
 }
 
@@ -315,14 +322,20 @@ fn run_step(
 
     thread::sleep(SETTLE);
     let mut pss_kib = 0;
+    let mut guest_pss_kib = 0;
     for container in created.iter() {
-        let (usage, _) =
-            memory::sandbox_memory(container.pid).map_err(|source| StepError::SandboxMemory {
-                id: container.id.clone(),
-                pid: container.pid,
-                source,
-            })?;
+        let memory_error = |source| StepError::SandboxMemory {
+            id: container.id.clone(),
+            pid: container.pid,
+            source,
+        };
+        let (usage, vm_pid) = memory::sandbox_memory(container.pid).map_err(memory_error)?;
         pss_kib += usage.pss_kib;
+        if backend == Runtime::HuskVm {
+            let guest =
+                memory::guest_memory_of(vm_pid, GUEST_MEMORY_MIB * 1024).map_err(memory_error)?;
+            guest_pss_kib += guest.pss_kib;
+        }
     }
     let (_, available_after_kib) = memory::host_memory().map_err(StepError::HostMemory)?;
     let count = ids.len() as f64;
@@ -331,6 +344,8 @@ fn run_step(
         created: all_created,
         started: all_started,
         pss_per_sandbox_mib: pss_kib as f64 / 1024.0 / count,
+        vmm_overhead_per_sandbox_mib: (backend == Runtime::HuskVm)
+            .then(|| pss_kib.saturating_sub(guest_pss_kib) as f64 / 1024.0 / count),
         // Signed: other processes on the host move MemAvailable too, and a
         // negative drop shows that noise instead of hiding it as zero.
         available_drop_per_sandbox_mib: (available_before_kib as f64 - available_after_kib as f64)
@@ -411,6 +426,8 @@ pub fn table(results: &[DensityResult]) -> String {
                 number(step.created.as_secs_f64()),
                 number(step.started.as_secs_f64()),
                 number(step.pss_per_sandbox_mib),
+                step.vmm_overhead_per_sandbox_mib
+                    .map_or_else(|| "-".to_string(), number),
                 number(step.available_drop_per_sandbox_mib),
             ]);
         }
@@ -422,6 +439,7 @@ pub fn table(results: &[DensityResult]) -> String {
             "all created s",
             "all started s",
             "PSS / N MiB",
+            "VMM overhead PSS / N MiB",
             "MemAvailable drop / N MiB",
         ],
         1,
@@ -524,6 +542,7 @@ mod tests {
             created: Duration::ZERO,
             started: Duration::ZERO,
             pss_per_sandbox_mib: pss,
+            vmm_overhead_per_sandbox_mib: None,
             available_drop_per_sandbox_mib: drop,
         };
         assert_eq!(per_sandbox_estimate(&step(30.0, 41.0), 96.0), 41.0);
@@ -548,6 +567,7 @@ mod tests {
                 created: Duration::from_millis(2500),
                 started: Duration::from_millis(300),
                 pss_per_sandbox_mib: 30.4,
+                vmm_overhead_per_sandbox_mib: Some(1.25),
                 available_drop_per_sandbox_mib: 41.0,
             }],
             end: End::Failed {
@@ -557,7 +577,9 @@ mod tests {
         }];
         let table = table(&results);
         assert!(
-            table.contains("| husk vm |   5 |          2.50 |          0.30 |        30.4 |"),
+            table.contains(
+                "| husk vm |   5 |          2.50 |          0.30 |        30.4 |                     1.25 |"
+            ),
             "{table}"
         );
         assert!(table.contains("- husk vm: 10 failed (the first failure ends the steps): create x: out of memory\n"), "{table}");
