@@ -399,6 +399,23 @@ impl Husk {
             .unwrap_or_else(|error| panic!("husk state printed no JSON ({error}):\n{}", run.stdout))
     }
 
+    /// Container `id`'s record as husk wrote it (`<root>/<id>/state.json`).
+    pub fn record(&self, id: &str) -> Result<Value, String> {
+        let path = self.root().join(id).join("state.json");
+        let text = fs::read_to_string(&path)
+            .map_err(|error| format!("read {}: {error}", path.display()))?;
+        serde_json::from_str(&text)
+            .map_err(|error| format!("{} is not JSON: {error}", path.display()))
+    }
+
+    /// The host files VM container `id`'s record names, the image first,
+    /// then the sockets, hooks.json, the logs and the socket directory.
+    pub fn recorded_files(&self, id: &str) -> Vec<PathBuf> {
+        self.record(id)
+            .and_then(|record| vm_files_of_record(&record))
+            .unwrap_or_else(|error| panic!("container {id}: {error}"))
+    }
+
     /// The status `husk state` reports.
     pub fn status(&self, id: &str) -> String {
         self.state(id)["status"]
@@ -937,4 +954,28 @@ pub fn check_run_of_a_spec_bundle(
         "husk run left the container behind: {}",
         String::from_utf8_lossy(&state.stdout)
     );
+}
+
+/// The host files a VM container's record names (`husk.paths`): the
+/// rootfs image first, then the sockets, and from `extra` (which holds
+/// other things too, such as the VM's memory size) hooks.json, the logs and
+/// the socket directory.
+pub fn vm_files_of_record(record: &Value) -> Result<Vec<PathBuf>, String> {
+    let paths = &record["husk"]["paths"];
+    let image = paths["rootfsImage"]
+        .as_str()
+        .ok_or_else(|| format!("the record names no image:\n{record}"))?;
+    let mut files = vec![PathBuf::from(image)];
+    if let Some(sockets) = paths["sockets"].as_object() {
+        files.extend(
+            sockets
+                .values()
+                .filter_map(Value::as_str)
+                .map(PathBuf::from),
+        );
+    }
+    for key in ["hooks", "vmmLog", "consoleLog", "socketDir"] {
+        files.extend(paths["extra"][key].as_str().map(PathBuf::from));
+    }
+    Ok(files)
 }

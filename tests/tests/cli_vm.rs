@@ -67,33 +67,6 @@ fn assert_nothing_left(husk: &Husk, id: &str, image: Option<&Path>, vmm: Option<
     );
 }
 
-/// The host files container `id`'s record names, the image first, then
-/// sockets, logs, hooks and the socket directory, from its state.json.
-fn recorded_files(husk: &Husk, id: &str) -> Vec<PathBuf> {
-    let record: Value = serde_json::from_str(&read_text(&husk.root().join(id).join("state.json")))
-        .expect("state.json is JSON");
-    let paths = &record["husk"]["paths"];
-    let mut files = vec![PathBuf::from(
-        paths["rootfsImage"]
-            .as_str()
-            .expect("the record names the image"),
-    )];
-    if let Some(sockets) = paths["sockets"].as_object() {
-        files.extend(
-            sockets
-                .values()
-                .filter_map(Value::as_str)
-                .map(PathBuf::from),
-        );
-    }
-    // `extra` holds other things too (the VM's memory size); these are
-    // the files the VM's layout puts there.
-    for key in ["hooks", "vmmLog", "consoleLog", "socketDir"] {
-        files.extend(paths["extra"][key].as_str().map(PathBuf::from));
-    }
-    files
-}
-
 /// Waits until `pid` (a child of this subreaper) has ended, and returns its
 /// status as a shell shows it.
 fn reap_within(pid: i32, timeout: Duration) -> i32 {
@@ -384,7 +357,7 @@ fn a_vmm_killed_with_sigkill_leaves_a_stopped_container_that_delete_removes() {
     .success();
     let pid = read_pid_file(&pid_file);
     assert_eq!(husk.status(&id), "running");
-    let files = recorded_files(&husk, &id);
+    let files = husk.recorded_files(&id);
     assert!(files[0].is_file(), "no image {}", files[0].display());
     assert!(!container_cgroup_dirs(&id).is_empty(), "no host cgroup");
 
@@ -438,7 +411,7 @@ fn delete_force_removes_a_container_whose_vmm_was_killed_before_start() {
     create.success();
     let pid = read_pid_file(&pid_file);
     assert_eq!(husk.status(&id), "created");
-    let files = recorded_files(&husk, &id);
+    let files = husk.recorded_files(&id);
 
     send_signal(pid, libc::SIGKILL);
     assert_eq!(reap_within(pid, CONTAINER_TIMEOUT), 128 + libc::SIGKILL);

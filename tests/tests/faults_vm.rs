@@ -63,31 +63,6 @@ fn bundle_running(name: &str, script: &str) -> Bundle {
     bundle
 }
 
-/// The host files container `id`'s record names, from its state.json: the
-/// image, the sockets, hooks.json, the logs and the socket directory.
-fn recorded_files(husk: &Husk, id: &str) -> Vec<PathBuf> {
-    let record: Value = serde_json::from_str(&read_text(&husk.root().join(id).join("state.json")))
-        .expect("state.json is JSON");
-    let paths = &record["husk"]["paths"];
-    let mut files = vec![PathBuf::from(
-        paths["rootfsImage"]
-            .as_str()
-            .expect("the record names the image"),
-    )];
-    if let Some(sockets) = paths["sockets"].as_object() {
-        files.extend(
-            sockets
-                .values()
-                .filter_map(Value::as_str)
-                .map(PathBuf::from),
-        );
-    }
-    for key in ["hooks", "vmmLog", "consoleLog", "socketDir"] {
-        files.extend(paths["extra"][key].as_str().map(PathBuf::from));
-    }
-    files
-}
-
 /// The file the record names under `husk.paths.extra.<key>`.
 fn recorded_extra(husk: &Husk, id: &str, key: &str) -> PathBuf {
     let record: Value = serde_json::from_str(&read_text(&husk.root().join(id).join("state.json")))
@@ -135,7 +110,7 @@ fn assert_stopped_then_deleted_leaving_nothing(
         kill.stderr
     );
 
-    let files = recorded_files(husk, id);
+    let files = husk.recorded_files(id);
     husk.run(&["delete", id]).success();
     for file in &files {
         assert!(!file.exists(), "{} is still there", file.display());
@@ -741,7 +716,7 @@ fn a_container_that_fills_its_disk_gets_enospc_and_its_vm_stays_healthy() {
     ])
     .success();
     let pid = read_pid_file(&pid_file);
-    let image = recorded_files(&husk, &id).remove(0);
+    let image = husk.recorded_files(&id).remove(0);
     let image_size = fs::metadata(&image).expect("the image").len();
 
     let fill = husk.run(&["exec", &id, "dd", "if=/dev/zero", "of=/fill", "bs=1M"]);
@@ -776,7 +751,7 @@ fn a_container_that_fills_its_disk_gets_enospc_and_its_vm_stays_healthy() {
         "the image grew"
     );
 
-    let files = recorded_files(&husk, &id);
+    let files = husk.recorded_files(&id);
     husk.run(&["delete", "--force", &id]).success();
     wait_until("husk-vmm ends", CONTAINER_TIMEOUT, || !is_running(pid));
     assert_eq!(reap(pid), KILLED);

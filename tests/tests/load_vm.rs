@@ -16,18 +16,18 @@ mod load_common;
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 use std::{fs, thread};
 
 use husk_tests::bundle::Bundle;
-use husk_tests::husk_cli::{is_running, read_pid_file, read_text, reap, wait_until, Husk};
+use husk_tests::husk_cli::{is_running, read_pid_file, reap, vm_files_of_record, wait_until, Husk};
 use husk_tests::{path_str, BOOT_TIMEOUT};
 use load_common::{
     assert_nothing_left, run_cycles, test_dirs, CreatedThings, CyclePlan, HostBefore, LoadSettings,
     SeenProcess, TestMarks,
 };
-use serde_json::{json, Value};
+use serde_json::json;
 
 /// Where the VM backend puts sockets when the state directory's path is
 /// too long for them (shim/src/backend/vm/layout.rs, SHORT_SOCKET_ROOT).
@@ -55,38 +55,14 @@ fn names_in(directory: &Path) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-/// Container `id`'s record (`<root>/<id>/state.json`).
-fn record_of(husk: &Husk, id: &str) -> Result<Value, String> {
-    let path = husk.root().join(id).join("state.json");
-    serde_json::from_str(&read_text(&path))
-        .map_err(|error| format!("{} is not JSON: {error}", path.display()))
-}
-
 /// The host files container `id`'s record names (its image, sockets,
 /// socket directory, logs, hooks), and husk-vmm's jailed child: the pid
 /// recorded only waits for it (husk-vmm `--jail`), and it holds the VM.
 fn created_things(husk: &Husk, id: &str, pid: i32) -> Result<CreatedThings, String> {
-    let record = record_of(husk, id)?;
-    let paths = &record["husk"]["paths"];
-    let mut files: Vec<PathBuf> = paths["rootfsImage"]
-        .as_str()
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
-    if files.is_empty() {
-        return Err(format!("the record of {id} names no image:\n{record}"));
-    }
-    if let Some(sockets) = paths["sockets"].as_object() {
-        files.extend(
-            sockets
-                .values()
-                .filter_map(Value::as_str)
-                .map(PathBuf::from),
-        );
-    }
-    for key in ["socketDir", "hooks", "vmmLog", "consoleLog"] {
-        files.extend(paths["extra"][key].as_str().map(PathBuf::from));
-    }
+    let files = husk
+        .record(id)
+        .and_then(|record| vm_files_of_record(&record))
+        .map_err(|error| format!("container {id}: {error}"))?;
     let processes = jailed_child(pid)
         .and_then(|child| {
             let comm = fs::read_to_string(format!("/proc/{child}/comm")).ok()?;
@@ -273,7 +249,7 @@ fn exec_many_in_one_vm(husk: &Husk, bundle: &Bundle, id: &str) -> (VmmSample, Vm
     ])
     .success();
     let pid = read_pid_file(&pid_file);
-    let record = record_of(husk, id).unwrap_or_else(|error| panic!("{error}"));
+    let record = husk.record(id).unwrap_or_else(|error| panic!("{error}"));
     let memory_mib: u64 = record["husk"]["paths"]["extra"]["vmMemoryMib"]
         .as_str()
         .and_then(|mib| mib.parse().ok())
