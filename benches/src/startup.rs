@@ -172,6 +172,33 @@ fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
+/// Copies of the runtimes' executables in `dir` (under the scratch
+/// directory, a tmpfs where there is one), which every command then runs:
+/// where the executables live on a slow file system (the nested test
+/// host's root is a 9p share of the host's), each exec would pay for the
+/// pages it reads, more for a larger binary, which is not what the runtimes
+/// cost on a host. Their shared libraries stay where they are. husk-vmm and
+/// QEMU stay too: the boot reference compares them as installed.
+fn local_copies(programs: &Programs, dir: &Path) -> Result<Programs, BenchError> {
+    std::fs::create_dir_all(dir).map_err(|source| BenchError::Write {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let copy = |name: &str, program: &Path| -> Result<PathBuf, BenchError> {
+        let target = dir.join(name);
+        std::fs::copy(program, &target).map_err(|source| BenchError::Write {
+            path: target.clone(),
+            source,
+        })?;
+        Ok(target)
+    };
+    Ok(Programs {
+        husk: copy("husk", &programs.husk)?,
+        runc: copy("runc", &programs.runc)?,
+        crun: copy("crun", &programs.crun)?,
+    })
+}
+
 fn write(path: &Path, text: &str) -> Result<(), BenchError> {
     std::fs::write(path, text).map_err(|source| BenchError::Write {
         path: path.to_path_buf(),
@@ -270,6 +297,7 @@ fn run(options: &Options) -> Result<(), BenchError> {
     if let Some(vm) = &vm {
         versions.push(("qemu", report::version_of(&vm.qemu)));
     }
+    let programs = local_copies(&programs, &scratch.path.join("bin"))?;
     let runtimes = Runtimes::new(programs.clone(), husk_config, &scratch.path)?;
     let id_prefix = format!("hb{}", std::process::id());
     let compared: Vec<Runtime> = [
@@ -287,10 +315,12 @@ fn run(options: &Options) -> Result<(), BenchError> {
     let memory_cap_mib = options.memory_cap_mib.unwrap_or(memory_total_mib * 8 / 10);
     let settings = format!(
         "{} rounds; VM backend and boot reference: {STARTUP_GUEST_MEMORY_MIB} MiB, \
-         {STARTUP_GUEST_VCPUS} vCPU; density steps {:?}{}, memory cap {memory_cap_mib} MiB; \
-         state and bundles on {}",
+         {STARTUP_GUEST_VCPUS} vCPU; density steps {:?} (VM: {:?}){}, memory cap \
+         {memory_cap_mib} MiB; \
+         state, bundles and copies of the husk, runc and crun executables on {}",
         options.runs,
-        options.density_steps(),
+        options.density_steps(Runtime::HuskContainer),
+        options.density_steps(Runtime::HuskVm),
         if options.skip_density {
             " (skipped)"
         } else {
@@ -407,7 +437,7 @@ fn run(options: &Options) -> Result<(), BenchError> {
                 &runtimes,
                 backend,
                 &bundle,
-                &options.density_steps(),
+                &options.density_steps(backend),
                 memory_cap_mib,
                 &id_prefix,
             )?);
