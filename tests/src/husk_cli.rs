@@ -34,6 +34,20 @@ pub fn husk_binary() -> PathBuf {
     husk_binary_of("debug")
 }
 
+/// The husk-vmm the VM backend's tests boot with: `$HUSK_VMM`, else the
+/// one next to [`husk_binary`].
+pub fn vmm_binary() -> PathBuf {
+    let vmm = std::env::var_os("HUSK_VMM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| husk_binary().with_file_name("husk-vmm"));
+    assert!(
+        vmm.is_file(),
+        "{} does not exist: run `cargo build --release -p husk-vmm` (or set HUSK_VMM)",
+        vmm.display()
+    );
+    vmm
+}
+
 /// `$HUSK_BIN`, else the husk of the build `profile` (debug, release).
 fn husk_binary_of(profile: &str) -> PathBuf {
     let binary = std::env::var_os("HUSK_BIN")

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use husk_tests::bundle::Bundle;
 use husk_tests::husk_cli::{
-    husk_binary, is_running, read_pid_file, read_text, reap, wait_for_output, HostBaseline, Husk,
+    is_running, read_pid_file, read_text, reap, vmm_binary, wait_for_output, HostBaseline, Husk,
 };
 use husk_tests::path_str;
 use serde_json::{json, Value};
@@ -441,19 +441,6 @@ fn the_vm_backend_without_its_initramfs_says_how_to_build_it() {
             &format!("HUSK_INITRAMFS or \"initramfs\" in {config}"),
         ],
     );
-}
-
-/// The husk-vmm next to the husk under test, else `$HUSK_VMM`.
-fn vmm_binary() -> PathBuf {
-    let vmm = std::env::var_os("HUSK_VMM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| husk_binary().with_file_name("husk-vmm"));
-    assert!(
-        vmm.is_file(),
-        "{} does not exist: run `cargo build --release -p husk-vmm` (or set HUSK_VMM)",
-        vmm.display()
-    );
-    vmm
 }
 
 /// What `/run/husk-vm` (where the vm backend puts the sockets of a state

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use husk_tests::bundle::Bundle;
-use husk_tests::husk_cli::{husk_binary, read_text, HostBaseline, Husk};
+use husk_tests::husk_cli::{read_text, vmm_binary, HostBaseline, Husk};
 use husk_tests::{path_str, Artifacts};
 use serde_json::json;
 
@@ -38,19 +38,6 @@ const SHORT_SOCKET_ROOT: &str = "/run/husk-vm";
 /// cgroup, `/husk/<id>`, is shared by every `--root`.
 fn unique_id(name: &str) -> String {
     format!("fault-{name}-{}", std::process::id())
-}
-
-/// The husk-vmm next to the husk under test, else `$HUSK_VMM`.
-fn vmm_binary() -> PathBuf {
-    let vmm = std::env::var_os("HUSK_VMM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| husk_binary().with_file_name("husk-vmm"));
-    assert!(
-        vmm.is_file(),
-        "{} does not exist: run `cargo build --release -p husk-vmm` (or set HUSK_VMM)",
-        vmm.display()
-    );
-    vmm
 }
 
 /// A husk on a root of its own with the `vm` backend, booting `kernel` and
