@@ -477,6 +477,23 @@ pub fn read_text(path: &Path) -> String {
     }
 }
 
+/// The children of `pid`, from every one of its threads (proc(5),
+/// /proc/PID/task/TID/children).
+pub fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .flat_map(|task| {
+            read_text(&task.path().join("children"))
+                .split_whitespace()
+                .filter_map(|child| child.parse().ok())
+                .collect::<Vec<i32>>()
+        })
+        .collect()
+}
+
 /// Polls `condition` until it holds; fails the test naming `what` after
 /// `timeout`.
 pub fn wait_until(what: &str, timeout: Duration, mut condition: impl FnMut() -> bool) {

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use husk_tests::bundle::Bundle;
 use husk_tests::husk_cli::{
-    check_run_of_a_spec_bundle, container_cgroup_dirs, is_running, process_state, processes_of,
-    read_pid_file, read_text, reap, send_signal, wait_until, HostBaseline, Husk,
+    check_run_of_a_spec_bundle, children_of, container_cgroup_dirs, is_running, process_state,
+    processes_of, read_pid_file, read_text, reap, send_signal, wait_until, HostBaseline, Husk,
 };
 use husk_tests::{path_str, Artifacts, BOOT_TIMEOUT};
 use serde_json::{json, Value};
@@ -164,9 +164,8 @@ fn create_start_kill_delete_goes_through_every_status_and_leaves_nothing() {
     assert!(image.is_file(), "{}", image.display());
     // The recorded pid waits outside husk-vmm's jail; its one child runs
     // the VM as a user of the container's own, which owns the image.
-    let children = read_text(&PathBuf::from(format!("/proc/{pid}/task/{pid}/children")));
-    let jailed: Vec<&str> = children.split_whitespace().collect();
-    assert_eq!(jailed.len(), 1, "the jailed husk-vmm: {children:?}");
+    let jailed = children_of(pid);
+    assert_eq!(jailed.len(), 1, "the jailed husk-vmm: {jailed:?}");
     let status = read_text(&PathBuf::from(format!("/proc/{}/status", jailed[0])));
     let uid: u32 = status
         .lines()

@@ -29,7 +29,8 @@ use std::{fs, thread};
 
 use husk_tests::bundle::Bundle;
 use husk_tests::husk_cli::{
-    is_running, read_pid_file, read_text, reap, wait_until, HostBaseline, Husk, HuskRun,
+    children_of, is_running, read_pid_file, read_text, reap, wait_until, HostBaseline, Husk,
+    HuskRun,
 };
 use husk_tests::{path_str, BOOT_TIMEOUT};
 use serde_json::{json, Value};
@@ -183,23 +184,6 @@ impl Moments {
 enum Target {
     Waiter,
     Jailed,
-}
-
-/// The children of `pid`, from every one of its threads (proc(5),
-/// /proc/PID/task/TID/children).
-fn children_of(pid: i32) -> Vec<i32> {
-    let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    tasks
-        .flatten()
-        .flat_map(|task| {
-            read_text(&task.path().join("children"))
-                .split_whitespace()
-                .filter_map(|child| child.parse().ok())
-                .collect::<Vec<i32>>()
-        })
-        .collect()
 }
 
 /// The child of `pid` that runs husk-vmm (after its exec: before it, a

@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 use std::{fs, thread};
 
 use husk_tests::bundle::Bundle;
-use husk_tests::husk_cli::{is_running, read_pid_file, reap, vm_files_of_record, wait_until, Husk};
+use husk_tests::husk_cli::{
+    children_of, is_running, read_pid_file, reap, vm_files_of_record, wait_until, Husk,
+};
 use husk_tests::{path_str, BOOT_TIMEOUT};
 use load_common::{
     assert_nothing_left, run_cycles, test_dirs, CreatedThings, CyclePlan, HostBefore, LoadSettings,
@@ -76,15 +78,10 @@ fn created_things(husk: &Husk, id: &str, pid: i32) -> Result<CreatedThings, Stri
     Ok(CreatedThings { files, processes })
 }
 
-/// The child of husk-vmm `pid` that runs the VM when it jailed itself
-/// (/proc/PID/task/PID/children, proc(5)); None when it runs the VM itself.
+/// The child of husk-vmm `pid` that runs the VM when it jailed itself;
+/// None when it runs the VM itself.
 fn jailed_child(pid: i32) -> Option<i32> {
-    fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
+    children_of(pid).first().copied()
 }
 
 /// One mapping of /proc/PID/smaps (proc(5)).
